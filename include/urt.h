@@ -1,0 +1,311 @@
+/*
+ * urt.h - an io_uring task runtime for C.
+ *
+ * This header is the manual. Read it top to bottom once.
+ *
+ * urt runs stackful tasks (coroutines with their own small stacks) over one io_uring per thread.
+ * Code inside a task reads like blocking C:
+ *
+ *     ssize_t n = urt_recv(fd, buf, sizeof buf, 0);
+ *
+ * The call queues an SQE on the thread's ring and parks the task; the scheduler runs the other
+ * ready tasks, submits every queued SQE in one io_uring_enter that also waits, and resumes the task
+ * when its completion arrives.
+ *
+ * Promises kept by every function below, stated once:
+ *
+ *  - Errors are values. A function that can fail returns a negative errno (or NULL with errno set,
+ *    where it returns a pointer). Bad input - an invalid fd, a NULL handle, a call marked (T) made
+ *    outside a task - is an error, never a crash or an abort.
+ *  - Calls marked (T) may only be made from inside a task (a function started by urt_run, urt_spawn
+ *    or urt_group_spawn). Made elsewhere they fail with -EPERM (or NULL and errno EPERM).
+ *  - A blocking call never returns before the kernel has finished with the buffers it was given:
+ *    when it is cancelled or its deadline passes, urt asks the kernel to cancel the operation and
+ *    waits for the operation's own completion. If the operation won the race (bytes were read, a
+ *    connection was accepted), that real result is returned, not dropped.
+ *  - Cancellation (urt_cancel) is sticky: every blocking call a cancelled task makes, now and later,
+ *    returns -ECANCELED, except urt_close, which always closes.
+ *  - Deadlines (urt_deadline) apply to every blocking call: once urt_now() passes the task's deadline
+ *    the call fails with -ETIMEDOUT, after its kernel operation has been cancelled.
+ *  - Nothing is shared between threads: each thread that calls urt_run has its own runtime, and a
+ *    task, group or channel belongs to the runtime that created it.
+ *
+ * Times are nanoseconds of CLOCK_MONOTONIC.
+ */
+#ifndef URT_H
+#define URT_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <signal.h>
+#include <sys/types.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define URT_VERSION_MAJOR 0
+#define URT_VERSION_MINOR 1
+
+#define URT_USEC(n) ((uint64_t)(n) * 1000ull)
+#define URT_MSEC(n) ((uint64_t)(n) * 1000000ull)
+#define URT_SEC(n)  ((uint64_t)(n) * 1000000000ull)
+
+/* ============================================================================================== */
+/*  The runtime                                                                                   */
+/* ============================================================================================== */
+
+/* A task's body. Its return value is the task's status, handed to urt_join or to its group. */
+typedef int (*urt_fn)(void *arg);
+
+/* Settings for urt_run. Zero-initialised fields (or a NULL pointer) take the defaults. */
+struct urt_config {
+    unsigned ring_entries;   /* submission queue size; default 256. The completion queue is sized
+                                generously above it (and the kernel never drops a completion), so
+                                a small ring limits only how many SQEs go per io_uring_enter.     */
+    size_t   stack_size;     /* default stack size of a task in bytes; default 64 KiB. Rounded up
+                                to whole pages; one guard page is added below it.                  */
+    unsigned stack_pool_max; /* how many freed stacks keep their memory for reuse; default 4096.
+                                Freed stacks beyond it give their pages back (madvise).           */
+    int      quiet;          /* nonzero: urt_run prints nothing when io_uring is unavailable.     */
+};
+
+/*
+ * Starts a runtime on the calling thread and runs main_fn(arg) as its first task. When main_fn
+ * returns, every task still running is cancelled; urt_run returns once all of them have finished.
+ *
+ * Returns main_fn's return value, or a negative errno when the runtime could not start:
+ *   -ENOSYS  io_uring is not available in this kernel (a message says so on stderr)
+ *   -EPERM   io_uring is disabled (kernel.io_uring_disabled, seccomp) (message on stderr)
+ *   -ENOMEM  no memory for the ring or the first task's stack
+ *   -EBUSY   a runtime is already running on this thread (urt_run called from inside a task)
+ *   -EINVAL  main_fn is NULL, or cfg holds an impossible value
+ */
+int urt_run(urt_fn main_fn, void *arg, const struct urt_config *cfg);
+
+/* Counters of the calling thread's runtime, for benchmarks and debugging. Called outside a
+   runtime, they are the final counters of the last runtime this thread ran (zeros if none). */
+struct urt_stats {
+    uint64_t tasks_live;      /* tasks started and not yet finished                               */
+    uint64_t tasks_spawned;   /* tasks ever started, the first included                           */
+    uint64_t switches;        /* context switches between tasks or to the scheduler               */
+    uint64_t sqes_submitted;  /* SQEs handed to the kernel                                        */
+    uint64_t cqes_reaped;     /* completions consumed                                             */
+    uint64_t enter_calls;     /* io_uring_enter system calls made by the scheduler                */
+    uint64_t ops_inflight;    /* SQEs queued or submitted whose completion has not yet arrived    */
+    uint64_t cancels;         /* cancel requests sent to the kernel                               */
+    uint64_t sq_full;         /* times an SQE had to wait for a flush of a full submission queue  */
+    uint64_t stacks_pooled;   /* freed stacks kept for reuse right now                            */
+    uint64_t stacks_mapped;   /* stacks currently mapped (in use or pooled)                       */
+    uint64_t timers_armed;    /* tasks waiting with a wake-up time (sleeps and deadlines)         */
+};
+void urt_stats(struct urt_stats *out);
+
+/* The ring features urt_run obtained (IORING_SETUP_* flags it set up with), 0 outside a runtime. */
+unsigned urt_ring_flags(void);
+
+/* ============================================================================================== */
+/*  Tasks                                                                                         */
+/* ============================================================================================== */
+
+typedef struct urt_task urt_task;
+
+/*
+ * (T) Starts fn(arg) as a new task with the default stack size. The task is queued to run after
+ * the tasks already ready; the caller keeps running. Returns its handle, which must be passed to
+ * exactly one of urt_join or urt_detach. NULL with errno set on failure:
+ *   EPERM   not called from a task, or the runtime is shutting down
+ *   EINVAL  fn is NULL
+ *   ENOMEM  no memory for the task's stack
+ */
+urt_task *urt_spawn(urt_fn fn, void *arg);
+
+/* Options for urt_spawn_ex. Zero fields take the defaults. */
+struct urt_spawn_opts {
+    size_t      stack_size;  /* bytes, rounded up to whole pages; 0: the runtime's default. At
+                                least 16 KiB are granted.                                         */
+    const char *name;        /* copied (up to 31 bytes); shown by urt_task_name and in reports   */
+};
+
+/* (T) urt_spawn with a chosen stack size and name. Errors as urt_spawn. opts may be NULL. */
+urt_task *urt_spawn_ex(urt_fn fn, void *arg, const struct urt_spawn_opts *opts);
+
+/*
+ * (T) Waits until t has finished, returns its status and releases it. Errors:
+ *   -EINVAL     t is NULL, not a task, already joined, detached, or a group's member
+ *   -EDEADLK    t is the calling task
+ *   -ECANCELED  the caller was cancelled while waiting (t is not released; join it again later)
+ *   -ETIMEDOUT  the caller's deadline passed while waiting (t is not released)
+ */
+int urt_join(urt_task *t);
+
+/* (T) Lets t release itself when it ends; t's status is then lost. Returns 0, or -EINVAL when t is
+   not joinable (NULL, joined, detached already, a group's member). The void urt_detach of
+   DESIGN.md is urt_detach; urt_detach_checked reports the error. */
+void urt_detach(urt_task *t);
+int  urt_detach_checked(urt_task *t);
+
+/* (T) Cancels t: its blocking call in progress, if any, and every later one return -ECANCELED.
+   A task may cancel itself. Cancelling a finished or unknown task does nothing. */
+void urt_cancel(urt_task *t);
+
+/* (T) The calling task; NULL outside a task. */
+urt_task *urt_self(void);
+
+/* The task's id (unique within its runtime, the first task is 1) and name ("" if none). Both
+   accept NULL for the calling task; outside a task they return 0 and "". */
+uint64_t    urt_task_id(const urt_task *t);
+const char *urt_task_name(const urt_task *t);
+
+/* (T) Nonzero when the calling task has been cancelled. */
+int urt_cancelled(void);
+
+/* (T) Lets the other ready tasks run, then returns 0; -ECANCELED if the caller is cancelled,
+   -ETIMEDOUT if its deadline has passed. Pending I/O is submitted and reaped at least once per
+   round of the run queue, so a task that yields in a loop does not starve I/O. */
+int urt_yield(void);
+
+/* ============================================================================================== */
+/*  Time                                                                                          */
+/* ============================================================================================== */
+
+/* Now, in nanoseconds of CLOCK_MONOTONIC. Callable anywhere. */
+uint64_t urt_now(void);
+
+/* (T) Sleeps ns nanoseconds. 0 when the time has passed; -ECANCELED; -ETIMEDOUT when the task's
+   deadline comes first (the task then wakes at its deadline). A sleep of 0 is a yield. */
+int urt_sleep(uint64_t ns);
+
+/* (T) Sleeps until urt_now() >= abs_ns. Returns as urt_sleep. */
+int urt_sleep_until(uint64_t abs_ns);
+
+/*
+ * (T) Sets the calling task's deadline to abs_ns (0 removes it) and returns the previous one
+ * (0 outside a task). While set, any blocking call fails with -ETIMEDOUT once urt_now() passes it;
+ * an operation already queued in the kernel is cancelled first. The typical use:
+ *
+ *     uint64_t old = urt_deadline(urt_now() + URT_SEC(5));
+ *     n = urt_recv(fd, buf, len, 0);
+ *     urt_deadline(old);
+ */
+uint64_t urt_deadline(uint64_t abs_ns);
+
+/* ============================================================================================== */
+/*  I/O                                                                                           */
+/* ============================================================================================== */
+/*
+ * (T) Each call is the system call of the same name run through io_uring: it returns the system
+ * call's result, or a negative errno (-EBADF for a closed fd, -EFAULT for a bad buffer as the kernel
+ * reports them, -ECANCELED, -ETIMEDOUT). offset -1 means the file position. Buffers must stay valid
+ * only for the duration of the call, since the call does not return before the kernel is done.
+ * An fd whose operation was ended by another task's urt_close gets -EBADF.
+ */
+ssize_t urt_read(int fd, void *buf, size_t len, int64_t offset);
+ssize_t urt_write(int fd, const void *buf, size_t len, int64_t offset);
+ssize_t urt_readv(int fd, const struct iovec *iov, int iovcnt, int64_t offset);
+ssize_t urt_writev(int fd, const struct iovec *iov, int iovcnt, int64_t offset);
+ssize_t urt_recv(int fd, void *buf, size_t len, int flags);
+ssize_t urt_send(int fd, const void *buf, size_t len, int flags);
+ssize_t urt_recvmsg(int fd, struct msghdr *msg, int flags);
+ssize_t urt_sendmsg(int fd, const struct msghdr *msg, int flags);
+
+/* (T) accept4(2): the new fd; flags are accept4's (SOCK_NONBLOCK, SOCK_CLOEXEC). addr and addrlen may be NULL. An fd accepted by a call that was
+   cancelled in the same instant is returned, not leaked; EMFILE/ENFILE come back as errors. */
+int urt_accept(int fd, struct sockaddr *addr, socklen_t *addrlen, int flags);
+
+/* (T) connect(2). -ETIMEDOUT from the deadline leaves fd in an undefined connect state: close it. */
+int urt_connect(int fd, const struct sockaddr *addr, socklen_t addrlen);
+
+/* (T) socket(2) through the ring. Returns the new fd. */
+int urt_socket(int domain, int type, int protocol);
+
+/* (T) openat(AT_FDCWD, path, flags, mode). path NULL: -EFAULT. */
+int urt_open(const char *path, int flags, mode_t mode);
+
+/* (T) fsync(2); datasync nonzero: fdatasync(2). */
+int urt_fsync(int fd, int datasync);
+
+/* (T) shutdown(2). */
+int urt_shutdown(int fd, int how);
+
+/* (T) Waits until fd is ready for events (POLLIN, POLLOUT…); returns the events that are ready. */
+int urt_poll(int fd, short events);
+
+/*
+ * (T) Closes fd. First every operation this runtime has in flight on fd is cancelled and has
+ * completed (its task gets -EBADF, or its real result if it won the race), so no task hangs on a
+ * closed fd; then the fd is closed. urt_close is not a cancellation point: a cancelled task or one
+ * past its deadline still closes its fds. Returns 0 or close(2)'s error (-EBADF).
+ */
+int urt_close(int fd);
+
+/* ============================================================================================== */
+/*  Groups: structured concurrency, after trio's nursery                                          */
+/* ============================================================================================== */
+/*
+ * A group owns the tasks spawned into it. urt_group_wait waits for all of them; the first task to
+ * return a nonzero status cancels the others, and that status is what urt_group_wait returns. No
+ * task outlives its group: urt_group_free cancels and waits for any still running. A group
+ * belongs to the task that created it.
+ */
+typedef struct urt_group urt_group;
+
+/* (T) A new empty group; NULL and errno ENOMEM or EPERM. */
+urt_group *urt_group_new(void);
+
+/* (T) Spawns fn(arg) into g. 0, or -EINVAL (g or fn NULL), -ENOMEM, -EPERM, -ECANCELED (the
+   group has been cancelled or has failed: no new task starts). */
+int urt_group_spawn(urt_group *g, urt_fn fn, void *arg);
+int urt_group_spawn_ex(urt_group *g, urt_fn fn, void *arg, const struct urt_spawn_opts *opts);
+
+/* (T) Waits for every task in g. Returns the first nonzero status (after cancelling the others
+   and waiting for them), 0 if all returned 0. When the waiting task is cancelled or its deadline
+   passes, the group's tasks are cancelled and waited for, then -ECANCELED or -ETIMEDOUT is
+   returned. -EINVAL for NULL. The group can be reused after it returns. */
+int urt_group_wait(urt_group *g);
+
+/* (T) Cancels every task in g; the group records -ECANCELED as its status if it has none yet. */
+void urt_group_cancel(urt_group *g);
+
+/* (T) Cancels and waits for any task still in g, then frees it. NULL is ignored. */
+void urt_group_free(urt_group *g);
+
+/* ============================================================================================== */
+/*  Channels                                                                                      */
+/* ============================================================================================== */
+/*
+ * A channel carries fixed-size elements between tasks of one runtime, in FIFO order, with room
+ * for `capacity` buffered elements; capacity 0 makes every send wait for a receiver (a rendezvous).
+ */
+typedef struct urt_chan urt_chan;
+
+/* A new channel; NULL and errno EINVAL (elem_size 0) or ENOMEM. */
+urt_chan *urt_chan_new(size_t elem_size, size_t capacity);
+
+/* (T) Copies *elem into the channel, waiting for room. 0; -EPIPE when the channel is closed;
+   -ECANCELED; -ETIMEDOUT; -EINVAL for NULL arguments. */
+int urt_chan_send(urt_chan *c, const void *elem);
+
+/* (T) Takes the oldest element into *elem, waiting for one. 0; -EPIPE when the channel is
+   closed and drained; -ECANCELED; -ETIMEDOUT; -EINVAL for NULL arguments. */
+int urt_chan_recv(urt_chan *c, void *elem);
+
+/* Non-blocking variants: 0 or -EAGAIN where the blocking call would wait; other errors as above.
+   Callable from a task only. */
+int urt_chan_try_send(urt_chan *c, const void *elem);
+int urt_chan_try_recv(urt_chan *c, void *elem);
+
+/* Closes c: waiting senders get -EPIPE, receivers drain what is buffered and then get -EPIPE.
+   Closing twice does nothing. */
+void urt_chan_close(urt_chan *c);
+
+/* Closes c, waking its waiters with -EPIPE, and frees it. NULL is ignored. */
+void urt_chan_free(urt_chan *c);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* URT_H */

@@ -1,0 +1,138 @@
+/*
+ * group.c - structured concurrency, after trio's nursery: a group owns its tasks, its first
+ * failure cancels the rest, and nothing in it outlives urt_group_wait or urt_group_free.
+ */
+#include <stdlib.h>
+
+#include "runtime.h"
+
+struct urt_group {
+    struct urt_task    *members;   /* running tasks, linked through group_prev/group_next    */
+    uint64_t            count;
+    int                 status;    /* the first nonzero status, or -ECANCELED from cancel   */
+    struct urt__wqueue  waiters;   /* tasks in urt_group_wait / urt_group_free               */
+};
+
+urt_group *urt_group_new(void)
+{
+    if (!urt__self()) {
+        errno = EPERM;
+        return NULL;
+    }
+    return calloc(1, sizeof(struct urt_group));
+}
+
+int urt_group_spawn_ex(urt_group *g, urt_fn fn, void *arg, const struct urt_spawn_opts *opts)
+{
+    struct urt_runtime *rt = urt__rt;
+    if (!urt__self() || rt->stopping)
+        return -EPERM;
+    if (!g || !fn)
+        return -EINVAL;
+    if (g->status)
+        return -ECANCELED;
+    struct urt_task *t = urt__task_new(rt, fn, arg, opts);
+    if (!t)
+        return -errno;
+    t->flags |= URT__IN_GROUP;
+    t->group = g;
+    t->group_next = g->members;
+    if (g->members)
+        g->members->group_prev = t;
+    g->members = t;
+    g->count++;
+    return 0;
+}
+
+int urt_group_spawn(urt_group *g, urt_fn fn, void *arg)
+{
+    return urt_group_spawn_ex(g, fn, arg, NULL);
+}
+
+static void cancel_members(urt_group *g)
+{
+    for (struct urt_task *t = g->members; t; t = t->group_next)
+        urt_cancel(t);
+}
+
+/* A member returned: take its status; the group's task releases it (task.c). */
+void urt__group_task_done(struct urt_runtime *rt, struct urt_task *t)
+{
+    urt_group *g = t->group;
+    if (t->group_prev)
+        t->group_prev->group_next = t->group_next;
+    else
+        g->members = t->group_next;
+    if (t->group_next)
+        t->group_next->group_prev = t->group_prev;
+    g->count--;
+    if (t->status != 0 && g->status == 0) {
+        g->status = t->status;
+        cancel_members(g);
+    }
+    if (g->count == 0) {
+        struct urt__waiter *w;
+        while ((w = urt__wq_pop(&g->waiters)))
+            urt__wq_wake(rt, w, 0);
+    }
+}
+
+/* Waits, immune to cancellation, until every member has ended. */
+static void drain(struct urt_runtime *rt, urt_group *g)
+{
+    while (g->count) {
+        struct urt__waiter w;
+        if (urt__wq_wait(rt, &g->waiters, &w, false) == -EDEADLK)
+            return;
+    }
+}
+
+int urt_group_wait(urt_group *g)
+{
+    struct urt_runtime *rt = urt__rt;
+    if (!urt__self())
+        return -EPERM;
+    if (!g)
+        return -EINVAL;
+    while (g->count) {
+        struct urt__waiter w;
+        int err = urt__wq_wait(rt, &g->waiters, &w, true);
+        if (err == -ECANCELED || err == -ETIMEDOUT) {
+            /* The waiter's cancel scope covers its group: cancel the members, then let them end. */
+            if (!g->status)
+                g->status = err;
+            cancel_members(g);
+            drain(rt, g);
+            g->status = 0;
+            return err;
+        }
+        if (err)
+            return err;
+    }
+    int status = g->status;
+    g->status = 0;
+    return status;
+}
+
+void urt_group_cancel(urt_group *g)
+{
+    if (!g || !urt__self())
+        return;
+    if (!g->status)
+        g->status = -ECANCELED;
+    cancel_members(g);
+}
+
+void urt_group_free(urt_group *g)
+{
+    struct urt_runtime *rt = urt__rt;
+    if (!g || !urt__self())
+        return;
+    if (g->count) {
+        if (!g->status)
+            g->status = -ECANCELED;
+        cancel_members(g);
+        drain(rt, g);
+    }
+    free(g);
+}

@@ -1,0 +1,207 @@
+/*
+ * io.c - the blocking-style I/O calls.
+ *
+ * Each call keeps its operation record on the task's stack, queues one SQE pointing at it and
+ * parks until that operation's completion arrives - also when it is cancelled or times out, since
+ * the kernel may still be writing into the caller's buffers until then.
+ */
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+
+#include "runtime.h"
+#include "ring.h"
+#include "timer.h"
+
+/* The kernel caps one read or write at this many bytes anyway (MAX_RW_COUNT). */
+#define MAX_RW 0x7ffff000u
+
+static inline unsigned rw_len(size_t len)
+{
+    return len > MAX_RW ? MAX_RW : (unsigned)len;
+}
+
+/* Checks that a blocking call may start, arms the deadline and hands out the SQE for op. */
+static struct io_uring_sqe *op_begin(struct urt__op *op, int *err)
+{
+    struct urt_runtime *rt = urt__rt;
+    struct urt_task *self = urt__self();
+    if (unlikely(!self)) {
+        *err = -EPERM;
+        return NULL;
+    }
+    *err = urt__check_blocking(self);
+    if (unlikely(*err))
+        return NULL;
+    if (self->deadline && urt__timer_arm(&rt->timers, self, self->deadline) < 0) {
+        *err = -ENOMEM;
+        return NULL;
+    }
+    op->task = self;
+    op->done = 0;
+    struct io_uring_sqe *sqe = urt__sqe(rt);
+    io_uring_sqe_set_data(sqe, op);
+    return sqe;
+}
+
+/* Parks until op's completion; maps a cancellation to the reason for it. */
+static int op_wait(struct urt__op *op)
+{
+    struct urt_runtime *rt = urt__rt;
+    struct urt_task *self = op->task;
+    self->flags &= ~(URT__TIMED_OUT | URT__KILL_SENT);
+    self->wait_kind = URT__WAIT_IO;
+    self->wait = op;
+    while (!op->done)
+        urt__park(rt);
+    self->wait_kind = URT__WAIT_NONE;
+    self->wait = NULL;
+    urt__timer_disarm(&rt->timers, self);
+    int res = op->result;
+    if (unlikely(res == -ECANCELED || res == -EINTR)) {
+        if (self->flags & URT__CANCELLED)
+            return -ECANCELED;
+        if (self->flags & URT__TIMED_OUT)
+            return -ETIMEDOUT;
+        if (res == -ECANCELED)
+            return -EBADF;   /* nobody cancelled this task: urt_close ended its fd */
+    }
+    return res;
+}
+
+/* The body of every call: begin (or return the error), prepare the SQE, wait. */
+#define URT_OP(prep)                                   \
+    do {                                               \
+        struct urt__op op;                             \
+        int err;                                       \
+        struct io_uring_sqe *sqe = op_begin(&op, &err);\
+        if (!sqe)                                      \
+            return err;                                \
+        prep;                                          \
+        return op_wait(&op);                           \
+    } while (0)
+
+ssize_t urt_read(int fd, void *buf, size_t len, int64_t offset)
+{
+    URT_OP(io_uring_prep_read(sqe, fd, buf, rw_len(len), (uint64_t)offset));
+}
+
+ssize_t urt_write(int fd, const void *buf, size_t len, int64_t offset)
+{
+    URT_OP(io_uring_prep_write(sqe, fd, buf, rw_len(len), (uint64_t)offset));
+}
+
+ssize_t urt_readv(int fd, const struct iovec *iov, int iovcnt, int64_t offset)
+{
+    if (iovcnt < 0 || iovcnt > IOV_MAX)
+        return -EINVAL;
+    URT_OP(io_uring_prep_readv(sqe, fd, iov, (unsigned)iovcnt, (uint64_t)offset));
+}
+
+ssize_t urt_writev(int fd, const struct iovec *iov, int iovcnt, int64_t offset)
+{
+    if (iovcnt < 0 || iovcnt > IOV_MAX)
+        return -EINVAL;
+    URT_OP(io_uring_prep_writev(sqe, fd, iov, (unsigned)iovcnt, (uint64_t)offset));
+}
+
+ssize_t urt_recv(int fd, void *buf, size_t len, int flags)
+{
+    URT_OP(io_uring_prep_recv(sqe, fd, buf, rw_len(len), flags));
+}
+
+ssize_t urt_send(int fd, const void *buf, size_t len, int flags)
+{
+    URT_OP(io_uring_prep_send(sqe, fd, buf, rw_len(len), flags));
+}
+
+ssize_t urt_recvmsg(int fd, struct msghdr *msg, int flags)
+{
+    if (!msg)
+        return -EFAULT;
+    URT_OP(io_uring_prep_recvmsg(sqe, fd, msg, (unsigned)flags));
+}
+
+ssize_t urt_sendmsg(int fd, const struct msghdr *msg, int flags)
+{
+    if (!msg)
+        return -EFAULT;
+    URT_OP(io_uring_prep_sendmsg(sqe, fd, msg, (unsigned)flags));
+}
+
+int urt_accept(int fd, struct sockaddr *addr, socklen_t *addrlen, int flags)
+{
+    if (addr && !addrlen)
+        return -EFAULT;
+    URT_OP(io_uring_prep_accept(sqe, fd, addr, addrlen, flags));
+}
+
+int urt_connect(int fd, const struct sockaddr *addr, socklen_t addrlen)
+{
+    if (!addr)
+        return -EFAULT;
+    URT_OP(io_uring_prep_connect(sqe, fd, addr, addrlen));
+}
+
+int urt_socket(int domain, int type, int protocol)
+{
+    URT_OP(io_uring_prep_socket(sqe, domain, type, protocol, 0));
+}
+
+int urt_open(const char *path, int flags, mode_t mode)
+{
+    if (!path)
+        return -EFAULT;
+    URT_OP(io_uring_prep_openat(sqe, AT_FDCWD, path, flags, mode));
+}
+
+int urt_fsync(int fd, int datasync)
+{
+    URT_OP(io_uring_prep_fsync(sqe, fd, datasync ? IORING_FSYNC_DATASYNC : 0));
+}
+
+int urt_shutdown(int fd, int how)
+{
+    URT_OP(io_uring_prep_shutdown(sqe, fd, how));
+}
+
+int urt_poll(int fd, short events)
+{
+    URT_OP(io_uring_prep_poll_add(sqe, fd, (unsigned)(unsigned short)events));
+}
+
+int urt_close(int fd)
+{
+    struct urt_runtime *rt = urt__rt;
+    struct urt_task *self = urt__self();
+    if (!self)
+        return -EPERM;
+    if (fd < 0)
+        return -EBADF;
+    /*
+     * One batch, three requests, each run whatever the one before returned (hard links): cancel
+     * every operation of ours on fd, shut a socket down (so that an operation queued on it in the
+     * same instant cannot hang either), then close. The kernel's operations hold their own
+     * reference to the file, which is why closing alone would not end them.
+     */
+    struct urt__op op = { .task = self };
+    urt__sq_room(rt, 3);
+    struct io_uring_sqe *sqe = urt__sqe_cancel(rt);
+    io_uring_prep_cancel_fd(sqe, fd, IORING_ASYNC_CANCEL_ALL);
+    io_uring_sqe_set_data64(sqe, URT__UDATA_IGNORE);
+    sqe->flags |= IOSQE_IO_HARDLINK;
+    sqe = urt__sqe_cancel(rt);
+    io_uring_prep_shutdown(sqe, fd, SHUT_RDWR);
+    io_uring_sqe_set_data64(sqe, URT__UDATA_IGNORE);
+    sqe->flags |= IOSQE_IO_HARDLINK;
+    sqe = urt__sqe_cancel(rt);
+    io_uring_prep_close(sqe, fd);
+    io_uring_sqe_set_data(sqe, &op);
+    /* Not a cancellation point: wait_kind NONE makes urt_cancel and deadlines pass it by. */
+    self->wait_kind = URT__WAIT_NONE;
+    self->wait = &op;
+    while (!op.done)
+        urt__park(rt);
+    self->wait = NULL;
+    return op.result;
+}

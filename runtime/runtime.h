@@ -1,0 +1,164 @@
+/* runtime.h - the runtime and task records shared by the files of runtime/. Not installed. */
+#ifndef URT_RUNTIME_H
+#define URT_RUNTIME_H
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <liburing.h>
+
+#include "urt.h"
+#include "context.h"
+#include "stack.h"
+
+#define likely(x)   __builtin_expect(!!(x), 1)
+#define unlikely(x) __builtin_expect(!!(x), 0)
+
+#define URT__TASK_MAGIC 0x7572745f7461736bull /* "urt_task": tells a live handle from garbage */
+
+enum urt__state {
+    URT__READY,    /* in the run queue                                   */
+    URT__RUNNING,  /* the current task                                   */
+    URT__PARKED,   /* waiting; t->wait_kind says on what                 */
+    URT__DONE,     /* returned; waits to be joined or released           */
+};
+
+/* What a parked task waits on: tells urt_cancel and the timers how to interrupt it. */
+enum urt__wait_kind {
+    URT__WAIT_NONE,
+    URT__WAIT_IO,      /* a kernel operation: interrupt = submit an async cancel, keep waiting   */
+    URT__WAIT_SLEEP,   /* only its timer                                                        */
+    URT__WAIT_QUEUE,   /* a waiter queue (join, channel, group): interrupt = unlink and wake    */
+    URT__WAIT_QUEUE_NOINTR, /* a waiter queue that cancel and deadline leave alone (cleanup)     */
+};
+
+enum urt__task_flags {
+    URT__CANCELLED   = 1u << 0,  /* urt_cancel was called: blocking calls fail            */
+    URT__DETACHED    = 1u << 1,  /* releases itself at exit                                 */
+    URT__JOINED      = 1u << 2,  /* a joiner holds it; a second join is an error            */
+    URT__TIMED_OUT   = 1u << 3,  /* its deadline fired during the current blocking call     */
+    URT__KILL_SENT   = 1u << 4,  /* an async cancel is in flight for its current operation  */
+    URT__IN_GROUP    = 1u << 5,  /* belongs to a group, which collects its status           */
+};
+
+struct urt__op;
+struct urt__waiter;
+struct urt_group;
+
+/*
+ * A task. It lives at the top of its own stack mapping, so that an idle task costs its touched
+ * stack pages and nothing else, and spawning needs no allocation beyond the stack.
+ */
+struct urt_task {
+    void                *sp;          /* saved stack pointer while not running; first for asm  */
+    struct urt_task     *next;        /* run queue link                                        */
+    uint64_t             magic;
+    uint8_t              state;
+    uint8_t              wait_kind;
+    uint16_t             flags;
+    int                  status;      /* return value once DONE                                */
+    urt_fn               fn;
+    void                *arg;
+    uint64_t             id;
+    uint64_t             deadline;    /* absolute ns, 0 = none                                 */
+    uint64_t             wake_at;     /* key in the timer heap while armed                     */
+    uint32_t             heap_index;  /* position in the timer heap + 1; 0 = not armed         */
+    uint32_t             pad_;
+    void                *wait;        /* struct urt__op * or struct urt__waiter *               */
+    struct urt__waiter  *joiner;      /* the task waiting in urt_join                          */
+    struct urt_group    *group;       /* owning group, with URT__IN_GROUP                      */
+    struct urt_task     *all_prev, *all_next;   /* every live task, for shutdown and dumps     */
+    struct urt_task     *group_prev, *group_next;
+    struct urt__stack    stack;
+    void                *asan_fake_stack;
+    char                 name[32];
+};
+
+/* An operation in the kernel. It lives on its task's stack; user_data points at it. */
+struct urt__op {
+    struct urt_task *task;
+    int32_t          result;
+    uint32_t         done;
+};
+
+/* A parked task in a waiter queue (join, channel, group). Lives on the waiting task's stack. */
+struct urt__waiter {
+    struct urt_task    *task;
+    struct urt__waiter *prev, *next;
+    struct urt__wqueue *queue;   /* NULL once woken or unlinked                                 */
+    void               *elem;    /* channels: where to copy from or to                          */
+    int                 result;
+    bool                done;
+};
+
+struct urt__wqueue {
+    struct urt__waiter *head, *tail;
+};
+
+struct urt__timer_heap {
+    struct urt_task **items;
+    uint32_t          len, cap;
+};
+
+struct urt_runtime {
+    struct io_uring         ring;
+    unsigned                ring_flags;        /* IORING_SETUP_* it runs with                  */
+    unsigned                sq_reserve;        /* SQ slots kept free for cancel requests      */
+    struct urt_task        *current;           /* NULL while the scheduler runs                */
+    void                   *sched_sp;          /* the scheduler's context (urt_run's stack)    */
+    struct urt_task        *runq_head, *runq_tail;
+    uint64_t                runq_len;
+    uint64_t                turn_left;         /* tasks left in this round before polling I/O */
+    struct urt_task        *all_tasks;         /* list of live tasks                           */
+    struct urt_task        *zombie;            /* a detached task whose stack frees after the
+                                                  switch away from it                          */
+    struct urt__timer_heap  timers;
+    struct urt__stack_pool  stacks;
+    size_t                  default_stack;
+    uint64_t                next_id;
+    bool                    stopping;          /* main returned: spawning is refused          */
+    int                     main_status;
+    struct urt_stats        st;
+    void                   *sched_asan_bottom; /* the scheduler stack, for ASan fibers         */
+    size_t                  sched_asan_size;
+    void                   *sched_asan_fake;
+};
+
+extern __thread struct urt_runtime *urt__rt;
+
+/* The current task, or NULL (with errno-style failure up to the caller) outside one. */
+static inline struct urt_task *urt__self(void)
+{
+    struct urt_runtime *rt = urt__rt;
+    return rt ? rt->current : NULL;
+}
+
+/* sched.c */
+void urt__ready(struct urt_runtime *rt, struct urt_task *t);
+void urt__park(struct urt_runtime *rt);                 /* current task waits; someone readies it */
+void urt__interrupt(struct urt_runtime *rt, struct urt_task *t); /* cancel/deadline hit t's wait */
+int  urt__check_blocking(struct urt_task *t);           /* -ECANCELED/-ETIMEDOUT before a wait */
+int  urt__wait_status(struct urt_task *t);              /* same, after a wait was interrupted  */
+void urt__sched_loop(struct urt_runtime *rt);
+void urt__task_started(struct urt_runtime *rt);
+void urt__exit_switch(struct urt_runtime *rt) __attribute__((noreturn));
+
+/* task.c */
+struct urt_task *urt__task_new(struct urt_runtime *rt, urt_fn fn, void *arg,
+                               const struct urt_spawn_opts *opts);
+void urt__task_release(struct urt_runtime *rt, struct urt_task *t);
+bool urt__task_valid(const struct urt_task *t);
+void urt__task_main(struct urt_task *t) __attribute__((noreturn));
+
+/* waiter queues (sched.c) */
+void urt__wq_push(struct urt__wqueue *q, struct urt__waiter *w);
+void urt__wq_remove(struct urt__waiter *w);
+struct urt__waiter *urt__wq_pop(struct urt__wqueue *q);
+void urt__wq_wake(struct urt_runtime *rt, struct urt__waiter *w, int result);
+int  urt__wq_wait(struct urt_runtime *rt, struct urt__wqueue *q, struct urt__waiter *w,
+                  bool interruptible);
+
+/* group.c */
+void urt__group_task_done(struct urt_runtime *rt, struct urt_task *t);
+
+#endif

@@ -1,0 +1,204 @@
+/* task.c - spawning, finishing, joining, detaching and cancelling tasks. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "runtime.h"
+#include "timer.h"
+
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+#define URT_ASAN_UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION(p, n)
+#else
+#define URT_ASAN_UNPOISON(p, n) ((void)(p), (void)(n))
+#endif
+
+/* The header takes the top of the stack mapping, cache-line aligned. */
+#define TASK_HDR ((sizeof(struct urt_task) + 63) & ~(size_t)63)
+
+struct urt_task *urt__task_new(struct urt_runtime *rt, urt_fn fn, void *arg,
+                               const struct urt_spawn_opts *opts)
+{
+    size_t usable = opts && opts->stack_size ? opts->stack_size : rt->default_stack;
+    size_t len = urt__stack_round(usable);
+    if (!len) {
+        errno = EINVAL;
+        return NULL;
+    }
+    struct urt__stack s;
+    int err = urt__stack_get(&rt->stacks, len, &s);
+    if (err) {
+        errno = -err;
+        return NULL;
+    }
+    struct urt_task *t = (struct urt_task *)(s.base + s.len - TASK_HDR);
+    /* A reused stack may carry the poison of frames that never returned (a task's first frame). */
+    URT_ASAN_UNPOISON(s.base + 4096, s.len - 4096);
+    memset(t, 0, offsetof(struct urt_task, name) + 1);
+    t->magic = URT__TASK_MAGIC;
+    t->fn = fn;
+    t->arg = arg;
+    t->id = ++rt->next_id;
+    t->stack = s;
+    if (opts && opts->name) {
+        strncpy(t->name, opts->name, sizeof t->name - 1);
+        t->name[sizeof t->name - 1] = '\0';
+    }
+    t->sp = urt__ctx_make(t, (void (*)(void *))urt__task_main, t);
+    t->all_next = rt->all_tasks;
+    if (rt->all_tasks)
+        rt->all_tasks->all_prev = t;
+    rt->all_tasks = t;
+    rt->st.tasks_live++;
+    rt->st.tasks_spawned++;
+    urt__ready(rt, t);
+    return t;
+}
+
+void urt__task_release(struct urt_runtime *rt, struct urt_task *t)
+{
+    if (t->all_prev)
+        t->all_prev->all_next = t->all_next;
+    else
+        rt->all_tasks = t->all_next;
+    if (t->all_next)
+        t->all_next->all_prev = t->all_prev;
+    t->magic = 0;
+    struct urt__stack s = t->stack;
+    urt__stack_put(&rt->stacks, &s);
+}
+
+bool urt__task_valid(const struct urt_task *t)
+{
+    return t && ((uintptr_t)t & 63) == 0 && t->magic == URT__TASK_MAGIC;
+}
+
+/* Cancels every task still running: the first task returned, or a group is being torn down. */
+static void cancel_all(struct urt_runtime *rt)
+{
+    for (struct urt_task *t = rt->all_tasks; t; t = t->all_next)
+        if (t->state != URT__DONE)
+            urt_cancel(t);
+}
+
+void urt__task_main(struct urt_task *t)
+{
+    struct urt_runtime *rt = urt__rt;
+    urt__task_started(rt);
+    t->status = t->fn(t->arg);
+
+    urt__timer_disarm(&rt->timers, t);
+    t->state = URT__DONE;
+    rt->st.tasks_live--;
+    if (t->id == 1) {
+        /* urt_run's first task returned: nothing new may start, and the rest are cancelled. */
+        rt->stopping = true;
+        rt->main_status = t->status;
+        cancel_all(rt);
+    }
+    if (t->flags & URT__IN_GROUP) {
+        urt__group_task_done(rt, t);
+        rt->zombie = t;
+    } else if (t->flags & URT__DETACHED) {
+        rt->zombie = t;   /* its stack is still under our feet: freed after the switch */
+    } else if (t->joiner) {
+        urt__wq_wake(rt, t->joiner, 0);
+    }
+    urt__exit_switch(rt);
+}
+
+urt_task *urt_spawn_ex(urt_fn fn, void *arg, const struct urt_spawn_opts *opts)
+{
+    struct urt_runtime *rt = urt__rt;
+    if (!urt__self() || rt->stopping) {
+        errno = EPERM;
+        return NULL;
+    }
+    if (!fn) {
+        errno = EINVAL;
+        return NULL;
+    }
+    return urt__task_new(rt, fn, arg, opts);
+}
+
+urt_task *urt_spawn(urt_fn fn, void *arg)
+{
+    return urt_spawn_ex(fn, arg, NULL);
+}
+
+int urt_join(urt_task *t)
+{
+    struct urt_runtime *rt = urt__rt;
+    struct urt_task *self = urt__self();
+    if (!self)
+        return -EPERM;
+    if (!urt__task_valid(t) || (t->flags & (URT__DETACHED | URT__JOINED | URT__IN_GROUP)))
+        return -EINVAL;
+    if (t == self)
+        return -EDEADLK;
+    if (t->state != URT__DONE) {
+        struct urt__waiter w;
+        t->flags |= URT__JOINED;
+        t->joiner = &w;
+        int err = urt__wq_wait(rt, NULL, &w, true);
+        t->joiner = NULL;
+        t->flags &= ~URT__JOINED;
+        if (err && t->state != URT__DONE)
+            return err;
+    }
+    int status = t->status;
+    urt__task_release(rt, t);
+    return status;
+}
+
+int urt_detach_checked(urt_task *t)
+{
+    struct urt_runtime *rt = urt__rt;
+    if (!urt__self())
+        return -EPERM;
+    if (!urt__task_valid(t) || (t->flags & (URT__DETACHED | URT__JOINED | URT__IN_GROUP)))
+        return -EINVAL;
+    if (t->state == URT__DONE)
+        urt__task_release(rt, t);
+    else
+        t->flags |= URT__DETACHED;
+    return 0;
+}
+
+void urt_detach(urt_task *t)
+{
+    (void)urt_detach_checked(t);
+}
+
+void urt_cancel(urt_task *t)
+{
+    struct urt_runtime *rt = urt__rt;
+    if (!urt__self() || !urt__task_valid(t) || t->state == URT__DONE)
+        return;
+    t->flags |= URT__CANCELLED;
+    urt__interrupt(rt, t);
+}
+
+urt_task *urt_self(void)
+{
+    return urt__self();
+}
+
+uint64_t urt_task_id(const urt_task *t)
+{
+    if (!t)
+        t = urt__self();
+    return urt__task_valid(t) ? t->id : 0;
+}
+
+const char *urt_task_name(const urt_task *t)
+{
+    if (!t)
+        t = urt__self();
+    return urt__task_valid(t) ? t->name : "";
+}
+
+int urt_cancelled(void)
+{
+    struct urt_task *self = urt__self();
+    return self && (self->flags & URT__CANCELLED);
+}

@@ -1,0 +1,20 @@
+/* timer.h - wake-up times of parked tasks: one min-heap per runtime, one kernel wait over it. */
+#ifndef URT_TIMER_H
+#define URT_TIMER_H
+
+#include "runtime.h"
+
+/* Arms t to wake at `at` (replacing an earlier time). -ENOMEM if the heap cannot grow. */
+int  urt__timer_arm(struct urt__timer_heap *h, struct urt_task *t, uint64_t at);
+void urt__timer_disarm(struct urt__timer_heap *h, struct urt_task *t);
+/* The earliest armed task, or NULL. */
+static inline struct urt_task *urt__timer_first(const struct urt__timer_heap *h)
+{
+    return h->len ? h->items[0] : NULL;
+}
+void urt__timer_heap_free(struct urt__timer_heap *h);
+
+/* Interrupts every task whose time has come (sched.c does the interrupting). */
+void urt__timers_expire(struct urt_runtime *rt, uint64_t now);
+
+#endif
