@@ -40,8 +40,16 @@ int urt_run(urt_fn main_fn, void *arg, const struct urt_config *cfg)
         free(rt);
         return ret;
     }
+    if (urt__overflow_init(rt) < 0) {
+        urt__ring_exit(rt);
+        free(rt);
+        return -ENOMEM;
+    }
     urt__rt = rt;
-    struct urt_spawn_opts mo = { .name = "main" };
+    /* The first task is where programs do their setup (printf, getaddrinfo...): never compact. */
+    struct urt_spawn_opts mo = { .name = "main",
+                                 .stack_size = c.stack_size < DEFAULT_STACK_SIZE ? DEFAULT_STACK_SIZE
+                                                                                 : c.stack_size };
     if (!urt__task_new(rt, main_fn, arg, &mo)) {
         ret = -errno;
     } else {
@@ -58,6 +66,7 @@ int urt_run(urt_fn main_fn, void *arg, const struct urt_config *cfg)
     urt__stack_pool_destroy(&rt->stacks);
     urt__timer_heap_free(&rt->timers);
     urt__ring_exit(rt);
+    urt__overflow_exit(rt);
     last_stats = rt->st;
     urt__rt = NULL;
     free(rt);

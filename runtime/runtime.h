@@ -95,9 +95,14 @@ struct urt__wqueue {
     struct urt__waiter *head, *tail;
 };
 
+struct urt__timer_entry {
+    uint64_t         at;     /* copied from the task: comparisons touch only the heap's array */
+    struct urt_task *task;
+};
+
 struct urt__timer_heap {
-    struct urt_task **items;
-    uint32_t          len, cap;
+    struct urt__timer_entry *items;
+    uint32_t                 len, cap;
 };
 
 struct urt_runtime {
@@ -122,6 +127,7 @@ struct urt_runtime {
     void                   *sched_asan_bottom; /* the scheduler stack, for ASan fibers         */
     size_t                  sched_asan_size;
     void                   *sched_asan_fake;
+    void                   *altstack;          /* ours, if the thread had none             */
 };
 
 extern __thread struct urt_runtime *urt__rt;
@@ -157,6 +163,11 @@ struct urt__waiter *urt__wq_pop(struct urt__wqueue *q);
 void urt__wq_wake(struct urt_runtime *rt, struct urt__waiter *w, int result);
 int  urt__wq_wait(struct urt_runtime *rt, struct urt__wqueue *q, struct urt__waiter *w,
                   bool interruptible);
+
+/* overflow.c */
+int  urt__overflow_init(struct urt_runtime *rt);     /* SIGSEGV handler, alternate signal stack */
+void urt__overflow_exit(struct urt_runtime *rt);
+void urt__overflow_report(const struct urt_task *t, const void *fault) __attribute__((noreturn));
 
 /* group.c */
 void urt__group_task_done(struct urt_runtime *rt, struct urt_task *t);

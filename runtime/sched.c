@@ -68,8 +68,8 @@ static inline void asan_start(struct urt_runtime *rt, void **fake_save, struct u
 {
 #ifdef URT_ASAN
     if (to)
-        __sanitizer_start_switch_fiber(fake_save, to->stack.base + 4096,
-                                       (size_t)((char *)to - (to->stack.base + 4096)));
+        __sanitizer_start_switch_fiber(fake_save, to->stack.base + to->stack.guard,
+                                       (size_t)((char *)to - (to->stack.base + to->stack.guard)));
     else
         __sanitizer_start_switch_fiber(fake_save, rt->sched_asan_bottom, rt->sched_asan_size);
 #else
@@ -106,6 +106,9 @@ static inline void after_switch(struct urt_runtime *rt)
    the scheduler when to is NULL. Returns when the task is resumed. */
 static void switch_from(struct urt_runtime *rt, struct urt_task *self, struct urt_task *to)
 {
+    if (unlikely(!self->stack.guard) &&
+        unlikely(*urt__stack_canary(&self->stack) != URT__CANARY))
+        urt__overflow_report(self, NULL);
     rt->st.switches++;
     void **fake = self->state == URT__DONE ? NULL : &self->asan_fake_stack;
     asan_start(rt, fake, to);

@@ -1,13 +1,24 @@
 /*
  * stack.c - task stacks.
  *
- * Each stack is one private anonymous mapping whose lowest page is a guard. Freed stacks go to a
- * pool keyed by size, so that spawning usually costs no system call; beyond `warm_max` per size
- * the pages of a freed stack go back to the kernel (MADV_DONTNEED) while the mapping, and so its
- * guard, stays. Mappings are only unmapped when the runtime ends.
+ * Stacks are carved from arenas: large private anonymous mappings, MAP_NORESERVE (only touched
+ * pages cost memory) and MADV_NOHUGEPAGE (a huge page would make every idle task cost 2 MiB where
+ * THP is "always"). So a million tasks need about a thousand mappings, not a million: the default
+ * vm.max_map_count of 65530 would stop one-mapping-per-stack near 32k tasks.
+ *
+ * Each ordinary stack's lowest page is a guard. MADV_GUARD_INSTALL (Linux 6.13) guards a page
+ * without splitting the mapping; where it is refused, mprotect guards while the mapping budget
+ * allows (each splits the arena's mapping in two more), and beyond that only the canary, a word at
+ * the lowest usable address checked on every switch, catches an overflow.
+ *
+ * Compact stacks (under a page) share pages and rely on the canary alone, as do ordinary stacks
+ * that got no guard.
+ *
+ * Freed stacks go to a pool per slot size; beyond `warm_max` of a size their pages go back to the
+ * kernel (MADV_DONTNEED, which keeps guards) but the slot stays mapped, so a stale task handle
+ * reads zeros instead of faulting. Arenas are unmapped when the runtime ends.
  */
 #include <errno.h>
-#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -19,26 +30,35 @@
 #define MADV_GUARD_INSTALL 102   /* Linux 6.13; Debian 12's headers predate it */
 #endif
 
-static size_t page_size(void)
-{
-    static size_t ps;
-    if (!ps)
-        ps = (size_t)sysconf(_SC_PAGESIZE);
-    return ps;
-}
+#define PAGE            4096u
+#define ARENA_BYTES     ((size_t)32 << 20)   /* 512 default stacks, 16384 compact ones */
+#define MPROTECT_BUDGET 12000                /* guards by mprotect: 2 mappings each     */
+
+#if defined(__SANITIZE_ADDRESS__)
+#define SANITIZED 1   /* instrumented frames are several times larger: no compact stacks */
+#else
+#define SANITIZED 0
+#endif
 
 size_t urt__stack_round(size_t usable)
 {
-    size_t ps = page_size();
+    if (usable > ((size_t)1 << 30))
+        return 0;
+    if (usable <= URT__COMPACT_MAX && !SANITIZED) {
+        if (usable < URT__COMPACT_MIN)
+            usable = URT__COMPACT_MIN;
+        /* A size that divides the page, so no stack straddles two pages' worth of neighbours. */
+        size_t slot = URT__COMPACT_MIN;
+        while (slot < usable)
+            slot *= 2;
+        return slot;
+    }
     if (usable < 16 * 1024)
         usable = 16 * 1024;
-    if (usable > ((size_t)1 << 40))
-        return 0;
-    usable = (usable + ps - 1) & ~(ps - 1);
-    return usable + ps;   /* + the guard page */
+    usable = (usable + PAGE - 1) & ~(size_t)(PAGE - 1);
+    return usable + PAGE;   /* + the guard page */
 }
 
-/* The class for len; with create, claims a free slot for it. NULL: no class (and none free). */
 static struct urt__stack_class *class_for(struct urt__stack_pool *p, size_t len, bool create)
 {
     for (int i = 0; i < URT__STACK_CLASSES; i++)
@@ -48,102 +68,168 @@ static struct urt__stack_class *class_for(struct urt__stack_pool *p, size_t len,
         return NULL;
     for (int i = 0; i < URT__STACK_CLASSES; i++)
         if (p->cls[i].len == 0) {
-            p->cls[i].len = len;
+            p->cls[i].len = (uint32_t)len;
             return &p->cls[i];
         }
     return NULL;
 }
 
-static int guard(struct urt__stack_pool *p, char *base)
+static bool grow(void **arr, uint32_t *cap, uint32_t n, size_t elem)
 {
-    /* A guard installed by madvise does not split the mapping: one mapping per stack, not two. */
-    if (p->guard_madvise >= 0) {
-        if (madvise(base, page_size(), MADV_GUARD_INSTALL) == 0) {
-            p->guard_madvise = 1;
-            return 0;
-        }
-        if (p->guard_madvise == 1)
-            return -errno;
-        p->guard_madvise = -1;
-    }
-    return mprotect(base, page_size(), PROT_NONE) == 0 ? 0 : -errno;
+    if (n < *cap)
+        return true;
+    uint32_t ncap = *cap ? *cap * 2 : 64;
+    void *a = realloc(*arr, (size_t)ncap * elem);
+    if (!a)
+        return false;
+    *arr = a;
+    *cap = ncap;
+    return true;
 }
 
-int urt__stack_get(struct urt__stack_pool *p, size_t len, struct urt__stack *out)
+static int new_arena(struct urt__stack_pool *p, struct urt__stack_class *c)
 {
-    struct urt__stack_class *c = class_for(p, len, false);
-    if (c && c->nwarm) {
-        *out = c->warm[--c->nwarm];
-        p->pooled--;
-        return 0;
-    }
-    if (c && c->ncold) {
-        *out = c->cold[--c->ncold];
-        p->pooled--;
-        return 0;
-    }
+    if (!grow((void **)&p->arenas, &p->cap_arenas, p->narenas, sizeof *p->arenas))
+        return -ENOMEM;
+    size_t len = ARENA_BYTES;
+    if (len < (size_t)c->len * 16)
+        len = (size_t)c->len * 16;   /* large stacks: still several per mapping */
     char *base = mmap(NULL, len, PROT_READ | PROT_WRITE,
                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
     if (base == MAP_FAILED)
         return -ENOMEM;
-    /* A huge page would make each stack cost 2 MiB where THP is set to "always". */
     madvise(base, len, MADV_NOHUGEPAGE);
-    int err = guard(p, base);
-    if (err) {
-        munmap(base, len);
-        return err == -EAGAIN ? -ENOMEM : err;
-    }
-    out->base = base;
-    out->len = len;
-    p->mapped++;
+    p->arenas[p->narenas++] = (struct urt__arena){ base, len };
+    c->carve = base;
+    c->carve_end = base + len;
     return 0;
 }
 
-static bool push(struct urt__stack **arr, uint32_t *n, uint32_t *cap, const struct urt__stack *s)
+static uint32_t guard(struct urt__stack_pool *p, char *base)
 {
-    if (*n == *cap) {
-        uint32_t ncap = *cap ? *cap * 2 : 64;
-        struct urt__stack *a = realloc(*arr, ncap * sizeof **arr);
-        if (!a)
-            return false;
-        *arr = a;
-        *cap = ncap;
+    if (p->guard_madvise >= 0) {
+        if (madvise(base, PAGE, MADV_GUARD_INSTALL) == 0) {
+            p->guard_madvise = 1;
+            return PAGE;
+        }
+        if (p->guard_madvise == 1)   /* it worked before: a real failure (ENOMEM) */
+            return 0;
+        p->guard_madvise = -1;
     }
-    (*arr)[(*n)++] = *s;
-    return true;
+    if (p->mprotect_guards < MPROTECT_BUDGET && mprotect(base, PAGE, PROT_NONE) == 0) {
+        p->mprotect_guards++;
+        return PAGE;
+    }
+    return 0;
+}
+
+int urt__stack_get(struct urt__stack_pool *p, size_t len, struct urt__stack *out)
+{
+    struct urt__stack_class *c = class_for(p, len, true);
+    if (!c)
+        return -EINVAL;   /* more distinct stack sizes than classes */
+    if (c->nwarm) {
+        *out = c->warm[--c->nwarm];
+        p->pooled--;
+        goto canary;
+    }
+    if (c->ncold) {
+        *out = c->cold[--c->ncold];
+        p->pooled--;
+        goto canary;
+    }
+    for (uint32_t i = p->ntrim; i-- > 0;)
+        if (p->trim[i].len == len) {
+            *out = p->trim[i];
+            p->trim[i] = p->trim[--p->ntrim];
+            p->pooled--;
+            goto canary;
+        }
+    if ((size_t)(c->carve_end - c->carve) < len) {
+        int err = new_arena(p, c);
+        if (err)
+            return err;
+    }
+    out->base = c->carve;
+    out->len = (uint32_t)len;
+    out->guard = 0;
+    c->carve += len;
+    if (len >= 2 * PAGE)
+        out->guard = guard(p, out->base);
+    p->mapped++;
+canary:
+    /* Only unguarded stacks carry a canary: on a guarded one it would cost a page per task. */
+    if (!out->guard)
+        *urt__stack_canary(out) = URT__CANARY;
+    return 0;
+}
+
+static int by_address(const void *a, const void *b)
+{
+    const struct urt__stack *x = a, *y = b;
+    return x->base < y->base ? -1 : x->base > y->base;
+}
+
+/* Gives back the pages of the batch, adjacent slots merged into one madvise each (guards stay:
+   MADV_DONTNEED leaves both guard markers and PROT_NONE alone), and files the slots as cold. */
+static void trim_flush(struct urt__stack_pool *p)
+{
+    qsort(p->trim, p->ntrim, sizeof p->trim[0], by_address);
+    for (uint32_t i = 0; i < p->ntrim;) {
+        char *start = p->trim[i].base;
+        char *end = start + p->trim[i].len;
+        uint32_t j = i + 1;
+        while (j < p->ntrim && p->trim[j].base == end)
+            end += p->trim[j++].len;
+        madvise(start, (size_t)(end - start), MADV_DONTNEED);
+        i = j;
+    }
+    for (uint32_t i = 0; i < p->ntrim; i++) {
+        struct urt__stack_class *c = class_for(p, p->trim[i].len, false);
+        if (grow((void **)&c->cold, &c->cap_cold, c->ncold, sizeof *c->cold))
+            c->cold[c->ncold++] = p->trim[i];
+        else
+            p->pooled--, p->mapped--;   /* no memory for the list: the slot is lost until exit */
+    }
+    p->ntrim = 0;
 }
 
 void urt__stack_put(struct urt__stack_pool *p, const struct urt__stack *s)
 {
-    struct urt__stack_class *c = class_for(p, s->len, true);
-    if (c && c->nwarm < p->warm_max && push(&c->warm, &c->nwarm, &c->cap_warm, s)) {
-        p->pooled++;
+    struct urt__stack_class *c = class_for(p, s->len, false);
+    p->pooled++;
+    if (c->nwarm < p->warm_max &&
+        grow((void **)&c->warm, &c->cap_warm, c->nwarm, sizeof *c->warm)) {
+        c->warm[c->nwarm++] = *s;
         return;
     }
-    if (c) {
-        /* Keep the mapping (a stale task handle then reads zeros, not a fault); drop the pages. */
-        madvise(s->base + page_size(), s->len - page_size(), MADV_DONTNEED);
-        if (push(&c->cold, &c->ncold, &c->cap_cold, s)) {
-            p->pooled++;
-            return;
-        }
+    /* Compact stacks share pages with live neighbours: only whole-page slots give pages back. */
+    if (s->len < 2 * PAGE) {
+        if (grow((void **)&c->cold, &c->cap_cold, c->ncold, sizeof *c->cold))
+            c->cold[c->ncold++] = *s;
+        else
+            p->pooled--, p->mapped--;
+        return;
     }
-    munmap(s->base, s->len);
-    p->mapped--;
+    p->trim[p->ntrim++] = *s;
+    if (p->ntrim == URT__TRIM_BATCH)
+        trim_flush(p);
+}
+
+bool urt__stack_in_guard(const struct urt__stack *s, const void *addr)
+{
+    const char *a = addr;
+    return s->guard && a >= s->base && a < s->base + s->guard;
 }
 
 void urt__stack_pool_destroy(struct urt__stack_pool *p)
 {
+    for (uint32_t i = 0; i < p->narenas; i++)
+        munmap(p->arenas[i].base, p->arenas[i].len);
+    free(p->arenas);
     for (int i = 0; i < URT__STACK_CLASSES; i++) {
-        struct urt__stack_class *c = &p->cls[i];
-        for (uint32_t j = 0; j < c->nwarm; j++)
-            munmap(c->warm[j].base, c->warm[j].len);
-        for (uint32_t j = 0; j < c->ncold; j++)
-            munmap(c->cold[j].base, c->cold[j].len);
-        p->mapped -= c->nwarm + c->ncold;
-        free(c->warm);
-        free(c->cold);
+        free(p->cls[i].warm);
+        free(p->cls[i].cold);
     }
-    memset(p->cls, 0, sizeof p->cls);
-    p->pooled = 0;
+    memset(p, 0, sizeof *p);
 }

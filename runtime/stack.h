@@ -1,35 +1,68 @@
-/* stack.h - task stacks: mapped with a guard page below, pooled for reuse. */
+/*
+ * stack.h - task stacks, carved from large arenas so that the number of memory mappings does not
+ * grow with the number of tasks, each guarded below, pooled for reuse.
+ */
 #ifndef URT_STACK_H
 #define URT_STACK_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
+/* Stacks below this size are "compact": several share a page, no guard page, canary only. */
+#define URT__COMPACT_MAX   4095
+#define URT__COMPACT_MIN   1024
+#define URT__CANARY        0x5afe57ac6b0770aaull
+
 struct urt__stack {
-    char   *base;   /* start of the mapping; the guard page is its first page  */
-    size_t  len;    /* whole mapping, guard included                           */
+    char     *base;    /* lowest address of the stack's slot                           */
+    uint32_t  len;     /* the slot, guard included                                      */
+    uint32_t  guard;   /* bytes of guard page at base (0: canary only)                 */
 };
 
-/* Freed stacks of one size. Warm ones keep their pages; cold ones gave them back. */
+/* The lowest usable word, which holds the canary on a stack without a guard page. */
+static inline uint64_t *urt__stack_canary(const struct urt__stack *s)
+{
+    return (uint64_t *)(s->base + s->guard);
+}
+
+/* Freed stacks of one slot size, and the arena that new ones are carved from. */
 struct urt__stack_class {
-    size_t             len;
-    struct urt__stack *warm, *cold;
+    uint32_t           len;
+    char              *carve, *carve_end;  /* the unused rest of the newest arena          */
+    struct urt__stack *warm, *cold;        /* warm: pages kept; cold: pages given back     */
     uint32_t           nwarm, ncold, cap_warm, cap_cold;
 };
 
 #define URT__STACK_CLASSES 8
 
-struct urt__stack_pool {
-    struct urt__stack_class cls[URT__STACK_CLASSES];
-    unsigned                warm_max;   /* warm stacks kept per class before pages go back      */
-    uint64_t                mapped;     /* stacks mapped now (in use + pooled)                  */
-    uint64_t                pooled;
-    int                     guard_madvise; /* 1: MADV_GUARD_INSTALL works, 0: mprotect, -1: ?  */
+struct urt__arena {
+    char   *base;
+    size_t  len;
 };
 
-size_t urt__stack_round(size_t usable);            /* a mapping length for a usable size      */
+#define URT__TRIM_BATCH 256
+
+struct urt__stack_pool {
+    struct urt__stack_class cls[URT__STACK_CLASSES];
+    struct urt__stack       trim[URT__TRIM_BATCH]; /* freed beyond warm_max, pages not yet given
+                                                      back: done in one batch of madvise calls */
+    uint32_t                ntrim;
+    struct urt__arena      *arenas;
+    uint32_t                narenas, cap_arenas;
+    unsigned                warm_max;      /* warm stacks kept per class before pages go back  */
+    uint64_t                mapped;        /* stacks carved (in use + pooled)                  */
+    uint64_t                pooled;
+    uint64_t                mprotect_guards; /* guards that split a mapping (fallback path)   */
+    int                     guard_madvise; /* 1: MADV_GUARD_INSTALL works, -1: it does not     */
+};
+
+/* A slot length for a requested usable size (0: impossible size). */
+size_t urt__stack_round(size_t usable);
 int    urt__stack_get(struct urt__stack_pool *p, size_t len, struct urt__stack *out);
 void   urt__stack_put(struct urt__stack_pool *p, const struct urt__stack *s);
 void   urt__stack_pool_destroy(struct urt__stack_pool *p);
+/* Whether addr lies in s's guard page. */
+bool   urt__stack_in_guard(const struct urt__stack *s, const void *addr);
 
 #endif

@@ -32,7 +32,7 @@ struct urt_task *urt__task_new(struct urt_runtime *rt, urt_fn fn, void *arg,
     }
     struct urt_task *t = (struct urt_task *)(s.base + s.len - TASK_HDR);
     /* A reused stack may carry the poison of frames that never returned (a task's first frame). */
-    URT_ASAN_UNPOISON(s.base + 4096, s.len - 4096);
+    URT_ASAN_UNPOISON(s.base + s.guard, s.len - s.guard);
     memset(t, 0, offsetof(struct urt_task, name) + 1);
     t->magic = URT__TASK_MAGIC;
     t->fn = fn;

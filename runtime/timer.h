@@ -10,7 +10,7 @@ void urt__timer_disarm(struct urt__timer_heap *h, struct urt_task *t);
 /* The earliest armed task, or NULL. */
 static inline struct urt_task *urt__timer_first(const struct urt__timer_heap *h)
 {
-    return h->len ? h->items[0] : NULL;
+    return h->len ? h->items[0].task : NULL;
 }
 void urt__timer_heap_free(struct urt__timer_heap *h);
 
