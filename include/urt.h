@@ -71,6 +71,7 @@ struct urt_config {
     unsigned stack_pool_max; /* how many freed stacks keep their memory for reuse; default 4096.
                                 Freed stacks beyond it give their pages back (madvise).           */
     int      quiet;          /* nonzero: urt_run prints nothing when io_uring is unavailable.     */
+    unsigned blocking_threads; /* most helper threads for urt_blocking; default 4, at most 64.   */
 };
 
 /*
@@ -241,6 +242,38 @@ int urt_poll(int fd, short events);
  * past its deadline still closes its fds. Returns 0 or close(2)'s error (-EBADF).
  */
 int urt_close(int fd);
+
+/* ============================================================================================== */
+/*  Signals and blocking work                                                                     */
+/* ============================================================================================== */
+
+/*
+ * (T) Waits until one of the signals in set arrives and returns its number. The signals in set are
+ * blocked in the calling thread from then on (a signalfd receives only blocked signals); block
+ * them in every thread, before starting others, so that none of them takes the signal instead.
+ * -EINVAL for NULL; -ECANCELED; -ETIMEDOUT.
+ */
+int urt_signal_wait(const sigset_t *set);
+
+/*
+ * (T) Runs fn(arg) on one of the runtime's helper threads (at most struct urt_config's
+ * blocking_threads, 4 by default, started on first use) and parks only the calling task until it
+ * returns; returns fn's return value. For calls that block and have no io_uring form: DNS
+ * lookups, legacy libraries, heavy computation. fn runs on another thread: it must not call urt.
+ * Once started it runs to the end: urt_blocking is a cancellation point only before fn starts
+ * (-ECANCELED, -ETIMEDOUT); -ENOMEM, -EAGAIN when no thread can be had; -EINVAL for NULL fn.
+ */
+int urt_blocking(urt_fn fn, void *arg);
+
+struct addrinfo;
+/*
+ * (T) getaddrinfo(3) on a helper thread. Returns 0 or getaddrinfo's EAI_* code; when the caller
+ * is cancelled or its deadline passes first, returns EAI_SYSTEM with errno ECANCELED or ETIMEDOUT
+ * at once (the lookup finishes in the background and its result is freed). Free *res with
+ * freeaddrinfo.
+ */
+int urt_getaddrinfo(const char *node, const char *service, const struct addrinfo *hints,
+                    struct addrinfo **res);
 
 /* ============================================================================================== */
 /*  Groups: structured concurrency, after trio's nursery                                          */

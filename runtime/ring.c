@@ -70,6 +70,11 @@ static void reap(struct urt_runtime *rt)
         n++;
         if (cqe->user_data == URT__UDATA_IGNORE || cqe->user_data == LIBURING_UDATA_TIMEOUT)
             continue;
+        if (cqe->user_data & URT__UDATA_INTERNAL) {
+            struct urt__iop *iop = (struct urt__iop *)(uintptr_t)(cqe->user_data & ~URT__UDATA_INTERNAL);
+            iop->fn(rt, iop, cqe->res);
+            continue;
+        }
         struct urt__op *op = (struct urt__op *)(uintptr_t)cqe->user_data;
         op->result = cqe->res;
         op->done = 1;
@@ -112,6 +117,8 @@ void urt__ring_poll(struct urt_runtime *rt, bool wait, uint64_t timeout_ns)
 {
     enter(rt, wait, timeout_ns);
     reap(rt);
+    if (unlikely(rt->blocking != NULL))
+        urt__blocking_rearm(rt);   /* completion handlers may not queue SQEs while reaping */
 }
 
 static struct io_uring_sqe *get_sqe(struct urt_runtime *rt, unsigned reserve)

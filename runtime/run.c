@@ -35,6 +35,7 @@ int urt_run(urt_fn main_fn, void *arg, const struct urt_config *cfg)
         return -ENOMEM;
     rt->default_stack = c.stack_size;
     rt->stacks.warm_max = c.stack_pool_max;
+    rt->blocking_threads = c.blocking_threads;
     int ret = urt__ring_init(rt, c.ring_entries, c.quiet);
     if (ret) {
         free(rt);
@@ -56,6 +57,7 @@ int urt_run(urt_fn main_fn, void *arg, const struct urt_config *cfg)
         urt__sched_loop(rt);
         ret = rt->main_status;
     }
+    urt__blocking_exit(rt);
     /* Every task has ended; only requests nobody waits for (cancels) can still be in flight. */
     while (rt->st.ops_inflight)
         urt__ring_poll(rt, true, UINT64_MAX);

@@ -44,6 +44,8 @@ enum urt__task_flags {
 struct urt__op;
 struct urt__waiter;
 struct urt_group;
+struct urt_runtime;
+struct urt__blocking;
 
 /*
  * A task. It lives at the top of its own stack mapping, so that an idle task costs its touched
@@ -80,6 +82,13 @@ struct urt__op {
     int32_t          result;
     uint32_t         done;
 };
+
+/* A request the runtime itself owns: user_data is its address | URT__UDATA_INTERNAL, and its
+   completion calls fn instead of waking a task. */
+struct urt__iop {
+    void (*fn)(struct urt_runtime *rt, struct urt__iop *iop, int res);
+};
+#define URT__UDATA_INTERNAL 1ull
 
 /* A parked task in a waiter queue (join, channel, group). Lives on the waiting task's stack. */
 struct urt__waiter {
@@ -128,6 +137,8 @@ struct urt_runtime {
     size_t                  sched_asan_size;
     void                   *sched_asan_fake;
     void                   *altstack;          /* ours, if the thread had none             */
+    struct urt__blocking   *blocking;          /* helper threads, started on first use     */
+    unsigned                blocking_threads;  /* at most this many                        */
 };
 
 extern __thread struct urt_runtime *urt__rt;
@@ -168,6 +179,12 @@ int  urt__wq_wait(struct urt_runtime *rt, struct urt__wqueue *q, struct urt__wai
 int  urt__overflow_init(struct urt_runtime *rt);     /* SIGSEGV handler, alternate signal stack */
 void urt__overflow_exit(struct urt_runtime *rt);
 void urt__overflow_report(const struct urt_task *t, const void *fault) __attribute__((noreturn));
+
+/* blocking.c */
+void urt__blocking_exit(struct urt_runtime *rt);
+void urt__blocking_rearm(struct urt_runtime *rt);
+int  urt__blocking_call(urt_fn fn, void *arg, void (*cleanup)(void *, int), bool cancellable,
+                        int *result);
 
 /* group.c */
 void urt__group_task_done(struct urt_runtime *rt, struct urt_task *t);

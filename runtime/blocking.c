@@ -1,0 +1,312 @@
+/*
+ * blocking.c - running blocking functions on helper threads (like trio's to_thread.run_sync).
+ *
+ * A job goes to a small pool of threads owned by the runtime; the calling task parks. A helper
+ * never touches the ring (the ring has a single issuer): it files the finished job on a locked list
+ * and writes an eventfd, whose read the runtime keeps in flight while jobs are outstanding; that
+ * completion wakes the scheduler, which hands each finished job back to its task.
+ *
+ * Jobs live on the heap, so that a cancellable call (urt_getaddrinfo) can leave before its job
+ * ends: the job is then abandoned, and its cleanup runs when it finishes.
+ */
+#include <netdb.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "runtime.h"
+#include "ring.h"
+
+#define DEFAULT_THREADS 4
+
+struct job {
+    urt_fn              fn;
+    void               *arg;
+    int                 result;
+    struct urt__waiter *waiter;          /* NULL once the caller left (abandoned)          */
+    void              (*cleanup)(void *arg, int result);
+    struct job         *next;
+};
+
+struct urt__blocking {
+    pthread_mutex_t  lock;
+    pthread_cond_t   work;
+    struct job      *todo_head, *todo_tail;
+    struct job      *done;
+    unsigned         nthreads, idle;
+    bool             stop;
+    pthread_t        threads[64];
+    /* runtime side only */
+    int              efd;
+    uint64_t         efd_value;
+    struct urt__iop  iop;
+    bool             armed;
+    uint64_t         outstanding;
+};
+
+static void *worker(void *p)
+{
+    struct urt__blocking *b = p;
+    pthread_mutex_lock(&b->lock);
+    for (;;) {
+        while (!b->todo_head && !b->stop) {
+            b->idle++;
+            pthread_cond_wait(&b->work, &b->lock);
+            b->idle--;
+        }
+        if (!b->todo_head)
+            break;
+        struct job *j = b->todo_head;
+        b->todo_head = j->next;
+        if (!b->todo_head)
+            b->todo_tail = NULL;
+        pthread_mutex_unlock(&b->lock);
+        j->result = j->fn(j->arg);
+        pthread_mutex_lock(&b->lock);
+        j->next = b->done;
+        b->done = j;
+        pthread_mutex_unlock(&b->lock);
+        eventfd_write(b->efd, 1);
+        pthread_mutex_lock(&b->lock);
+    }
+    pthread_mutex_unlock(&b->lock);
+    return NULL;
+}
+
+/* Hands finished jobs back: wakes their tasks, or cleans up after abandoned ones. */
+static void collect(struct urt_runtime *rt, struct urt__blocking *b)
+{
+    pthread_mutex_lock(&b->lock);
+    struct job *j = b->done;
+    b->done = NULL;
+    pthread_mutex_unlock(&b->lock);
+    while (j) {
+        struct job *next = j->next;
+        b->outstanding--;
+        if (j->waiter) {
+            urt__wq_wake(rt, j->waiter, 0);
+        } else {
+            if (j->cleanup)
+                j->cleanup(j->arg, j->result);
+            free(j);
+        }
+        j = next;
+    }
+}
+
+static void on_eventfd(struct urt_runtime *rt, struct urt__iop *iop, int res)
+{
+    struct urt__blocking *b = (struct urt__blocking *)((char *)iop - offsetof(struct urt__blocking, iop));
+    b->armed = false;
+    collect(rt, b);
+    (void)res;
+}
+
+/* Keeps one eventfd read in flight while jobs are outstanding (outside reaping: it may flush). */
+void urt__blocking_rearm(struct urt_runtime *rt)
+{
+    struct urt__blocking *b = rt->blocking;
+    if (!b || b->armed || !b->outstanding)
+        return;
+    b->armed = true;
+    struct io_uring_sqe *sqe = urt__sqe(rt);
+    io_uring_prep_read(sqe, b->efd, &b->efd_value, sizeof b->efd_value, 0);
+    io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)&b->iop | URT__UDATA_INTERNAL);
+}
+
+static struct urt__blocking *pool(struct urt_runtime *rt)
+{
+    if (rt->blocking)
+        return rt->blocking;
+    struct urt__blocking *b = calloc(1, sizeof *b);
+    if (!b)
+        return NULL;
+    b->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (b->efd < 0) {
+        free(b);
+        return NULL;
+    }
+    pthread_mutex_init(&b->lock, NULL);
+    pthread_cond_init(&b->work, NULL);
+    b->iop.fn = on_eventfd;
+    rt->blocking = b;
+    return b;
+}
+
+/* Queues a job; starts a thread when none is idle and the pool may grow. */
+static int submit(struct urt_runtime *rt, struct urt__blocking *b, struct job *j)
+{
+    int err = 0;
+    pthread_mutex_lock(&b->lock);
+    unsigned max = rt->blocking_threads ? rt->blocking_threads : DEFAULT_THREADS;
+    if (max > 64)
+        max = 64;
+    if (b->idle == 0 && b->nthreads < max) {
+        /* The job runs on that thread's stack, not the task's: the usual 8 MiB is not needed. */
+        pthread_attr_t attr;
+        pthread_attr_init(&attr);
+        pthread_attr_setstacksize(&attr, 256 * 1024);
+        sigset_t all, old;
+        sigfillset(&all);
+        pthread_sigmask(SIG_SETMASK, &all, &old);   /* signals stay with the program's threads */
+        int e = pthread_create(&b->threads[b->nthreads], &attr, worker, b);
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+        pthread_attr_destroy(&attr);
+        if (e == 0)
+            b->nthreads++;
+        else if (b->nthreads == 0)
+            err = -e;
+    }
+    if (!err) {
+        j->next = NULL;
+        if (b->todo_tail)
+            b->todo_tail->next = j;
+        else
+            b->todo_head = j;
+        b->todo_tail = j;
+        pthread_cond_signal(&b->work);
+        b->outstanding++;
+    }
+    pthread_mutex_unlock(&b->lock);
+    return err;
+}
+
+/* Runs fn(arg) on a helper thread. cancellable: the caller may leave on cancel or deadline, and
+   cleanup(arg, result) then runs when the job ends; otherwise the caller waits it out. */
+int urt__blocking_call(urt_fn fn, void *arg, void (*cleanup)(void *, int), bool cancellable,
+                       int *result)
+{
+    struct urt_runtime *rt = urt__rt;
+    struct urt_task *self = urt__self();
+    if (!self)
+        return -EPERM;
+    if (!fn)
+        return -EINVAL;
+    int err = urt__check_blocking(self);
+    if (err)
+        return err;
+    struct urt__blocking *b = pool(rt);
+    struct job *j = b ? calloc(1, sizeof *j) : NULL;
+    if (!j)
+        return -ENOMEM;
+    struct urt__waiter w = {0};
+    j->fn = fn;
+    j->arg = arg;
+    j->cleanup = cleanup;
+    j->waiter = &w;
+    err = submit(rt, b, j);
+    if (err) {
+        free(j);
+        return err;
+    }
+    urt__blocking_rearm(rt);
+    /* 0 only from collect(): the job is finished. Otherwise the caller was cancelled or timed out
+       first, and the job finishes on its own. */
+    err = urt__wq_wait(rt, NULL, &w, cancellable);
+    if (err) {
+        j->waiter = NULL;
+        return err;
+    }
+    *result = j->result;
+    free(j);
+    return 0;
+}
+
+int urt_blocking(urt_fn fn, void *arg)
+{
+    int result = 0;
+    int err = urt__blocking_call(fn, arg, NULL, false, &result);
+    return err ? err : result;
+}
+
+void urt__blocking_exit(struct urt_runtime *rt)
+{
+    struct urt__blocking *b = rt->blocking;
+    if (!b)
+        return;
+    pthread_mutex_lock(&b->lock);
+    b->stop = true;
+    pthread_cond_broadcast(&b->work);
+    pthread_mutex_unlock(&b->lock);
+    for (unsigned i = 0; i < b->nthreads; i++)
+        pthread_join(b->threads[i], NULL);
+    collect(rt, b);
+    if (b->armed) {   /* nobody will write the eventfd again: end its read */
+        struct io_uring_sqe *sqe = urt__sqe_cancel(rt);
+        io_uring_prep_cancel64(sqe, (uint64_t)(uintptr_t)&b->iop | URT__UDATA_INTERNAL, 0);
+        io_uring_sqe_set_data64(sqe, URT__UDATA_IGNORE);
+        while (b->armed)
+            urt__ring_poll(rt, true, UINT64_MAX);
+    }
+    close(b->efd);
+    pthread_mutex_destroy(&b->lock);
+    pthread_cond_destroy(&b->work);
+    free(b);
+    rt->blocking = NULL;
+}
+
+/* ---- urt_getaddrinfo: getaddrinfo on a helper thread ---- */
+
+struct gai_job {
+    char            *node, *service;
+    struct addrinfo  hints;
+    bool             has_hints;
+    struct addrinfo *res;
+    int              saved_errno;
+};
+
+static int run_gai(void *p)
+{
+    struct gai_job *g = p;
+    int r = getaddrinfo(g->node, g->service, g->has_hints ? &g->hints : NULL, &g->res);
+    g->saved_errno = errno;
+    return r;
+}
+
+static void free_gai(void *p, int result)
+{
+    struct gai_job *g = p;
+    if (result == 0 && g->res)
+        freeaddrinfo(g->res);
+    free(g->node);
+    free(g->service);
+    free(g);
+}
+
+int urt_getaddrinfo(const char *node, const char *service, const struct addrinfo *hints,
+                    struct addrinfo **res)
+{
+    if (!res || (!node && !service))
+        return EAI_NONAME;
+    /* The job owns copies of its strings: an abandoned job outlives the caller's frame. */
+    struct gai_job *g = calloc(1, sizeof *g);
+    if (!g)
+        return EAI_MEMORY;
+    g->node = node ? strdup(node) : NULL;
+    g->service = service ? strdup(service) : NULL;
+    if ((node && !g->node) || (service && !g->service)) {
+        free_gai(g, -1);
+        return EAI_MEMORY;
+    }
+    if (hints) {
+        g->hints = *hints;
+        g->hints.ai_addr = NULL;
+        g->hints.ai_canonname = NULL;
+        g->hints.ai_next = NULL;
+        g->has_hints = true;
+    }
+    int result;
+    int err = urt__blocking_call(run_gai, g, free_gai, true, &result);
+    if (err) {
+        errno = -err;
+        return EAI_SYSTEM;   /* the job, if started, is cleaned up when it ends */
+    }
+    *res = g->res;
+    if (result == EAI_SYSTEM)
+        errno = g->saved_errno;
+    g->res = NULL;
+    free_gai(g, -1);
+    return result;
+}
