@@ -105,6 +105,20 @@ struct urt_stats {
 };
 void urt_stats(struct urt_stats *out);
 
+/*
+ * Writes one line per task of the calling thread's runtime to out: id, name, state, what it waits
+ * on (the operation and fd, "sleep", the task it joins, the channel or group), how long it has
+ * been parked (as of the scheduler's last poll), time left to its deadline, and the stack it has
+ * in use (at its last switch) and in all. For finding out why a program hangs.
+ */
+void urt_dump(FILE *out);
+
+/* (T) Spawns a detached task named "urt-dump" that writes urt_dump(stderr) whenever signo
+   arrives (say SIGQUIT, as Go does); signo is blocked in the thread (see urt_signal_wait). The
+   dump task runs like any other: a task that never parks or yields holds it off. It ends when
+   the runtime ends. 0, -EINVAL (bad signo), -EPERM, -ENOMEM. */
+int urt_dump_on_signal(int signo);
+
 /* The ring features urt_run obtained (IORING_SETUP_* flags it set up with), 0 outside a runtime. */
 unsigned urt_ring_flags(void);
 

@@ -191,7 +191,7 @@ int urt__blocking_call(urt_fn fn, void *arg, void (*cleanup)(void *, int), bool 
     struct job *j = b ? calloc(1, sizeof *j) : NULL;
     if (!j)
         return -ENOMEM;
-    struct urt__waiter w = {0};
+    struct urt__waiter w = { .what = "blocking", .obj = (void *)fn };
     j->fn = fn;
     j->arg = arg;
     j->cleanup = cleanup;

@@ -100,7 +100,7 @@ int urt_chan_send(urt_chan *c, const void *elem)
     err = send_now(urt__rt, c, elem);
     if (err != -EAGAIN)
         return err;
-    struct urt__waiter w = { .elem = (void *)elem };
+    struct urt__waiter w = { .elem = (void *)elem, .what = "chan_send", .obj = c };
     return urt__wq_wait(urt__rt, &c->senders, &w, true);
 }
 
@@ -112,7 +112,7 @@ int urt_chan_recv(urt_chan *c, void *elem)
     err = recv_now(urt__rt, c, elem);
     if (err != -EAGAIN)
         return err;
-    struct urt__waiter w = { .elem = elem };
+    struct urt__waiter w = { .elem = elem, .what = "chan_recv", .obj = c };
     return urt__wq_wait(urt__rt, &c->receivers, &w, true);
 }
 

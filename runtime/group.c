@@ -81,7 +81,7 @@ void urt__group_task_done(struct urt_runtime *rt, struct urt_task *t)
 static void drain(struct urt_runtime *rt, urt_group *g)
 {
     while (g->count) {
-        struct urt__waiter w;
+        struct urt__waiter w = { .what = "group_drain", .obj = g };
         if (urt__wq_wait(rt, &g->waiters, &w, false) == -EDEADLK)
             return;
     }
@@ -95,7 +95,7 @@ int urt_group_wait(urt_group *g)
     if (!g)
         return -EINVAL;
     while (g->count) {
-        struct urt__waiter w;
+        struct urt__waiter w = { .what = "group_wait", .obj = g };
         int err = urt__wq_wait(rt, &g->waiters, &w, true);
         if (err == -ECANCELED || err == -ETIMEDOUT) {
             /* The waiter's cancel scope covers its group: cancel the members, then let them end. */

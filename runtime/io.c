@@ -78,6 +78,8 @@ static int op_wait(struct urt__op *op)
         if (!sqe)                                      \
             return err;                                \
         prep;                                          \
+        op.opcode = sqe->opcode;                       \
+        op.fd = sqe->fd;                               \
         return op_wait(&op);                           \
     } while (0)
 
@@ -184,7 +186,7 @@ int urt_close(int fd)
      * same instant cannot hang either), then close. The kernel's operations hold their own
      * reference to the file, which is why closing alone would not end them.
      */
-    struct urt__op op = { .task = self };
+    struct urt__op op = { .task = self, .fd = fd, .opcode = IORING_OP_CLOSE };
     urt__sq_room(rt, 3);
     struct io_uring_sqe *sqe = urt__sqe_cancel(rt);
     io_uring_prep_cancel_fd(sqe, fd, IORING_ASYNC_CANCEL_ALL);

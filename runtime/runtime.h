@@ -64,6 +64,7 @@ struct urt_task {
     uint64_t             id;
     uint64_t             deadline;    /* absolute ns, 0 = none                                 */
     uint64_t             wake_at;     /* key in the timer heap while armed                     */
+    uint64_t             parked_at;   /* the scheduler's clock when it last parked (urt_dump)  */
     uint32_t             heap_index;  /* position in the timer heap + 1; 0 = not armed         */
     uint32_t             pad_;
     void                *wait;        /* struct urt__op * or struct urt__waiter *               */
@@ -81,6 +82,8 @@ struct urt__op {
     struct urt_task *task;
     int32_t          result;
     uint32_t         done;
+    int32_t          fd;       /* for urt_dump */
+    uint8_t          opcode;
 };
 
 /* A request the runtime itself owns: user_data is its address | URT__UDATA_INTERNAL, and its
@@ -96,6 +99,8 @@ struct urt__waiter {
     struct urt__waiter *prev, *next;
     struct urt__wqueue *queue;   /* NULL once woken or unlinked                                 */
     void               *elem;    /* channels: where to copy from or to                          */
+    const char         *what;    /* for urt_dump: "join", "chan_send"...                        */
+    const void         *obj;     /* for urt_dump: the task, channel or group waited on          */
     int                 result;
     bool                done;
 };
@@ -133,6 +138,7 @@ struct urt_runtime {
     bool                    stopping;          /* main returned: spawning is refused          */
     int                     main_status;
     struct urt_stats        st;
+    uint64_t                clock;             /* urt_now() as of the last scheduler poll     */
     void                   *sched_asan_bottom; /* the scheduler stack, for ASan fibers         */
     size_t                  sched_asan_size;
     void                   *sched_asan_fake;

@@ -55,10 +55,15 @@ static inline struct urt_task *runq_pop(struct urt_runtime *rt)
 /* Between rounds: submit, reap and fire timers without blocking. */
 static void end_of_round(struct urt_runtime *rt)
 {
-    if (urt__ring_busy(rt))
+    /* Tasks that only yield to each other make no system call here, not even for the clock. */
+    if (urt__ring_busy(rt)) {
         urt__ring_poll(rt, false, 0);
-    if (rt->timers.len)
-        urt__timers_expire(rt, urt_now());
+        rt->clock = urt_now();
+    }
+    if (rt->timers.len) {
+        rt->clock = urt_now();
+        urt__timers_expire(rt, rt->clock);
+    }
     rt->turn_left = rt->runq_len;
 }
 
@@ -145,8 +150,10 @@ void urt__task_started(struct urt_runtime *rt)
 void urt__park(struct urt_runtime *rt)
 {
     struct urt_task *self = rt->current;
-    if (self->state == URT__RUNNING)
+    if (self->state == URT__RUNNING) {
         self->state = URT__PARKED;
+        self->parked_at = rt->clock;
+    }
     switch_from(rt, self, next_in_round(rt));
 }
 
@@ -363,8 +370,9 @@ void urt__sched_loop(struct urt_runtime *rt)
             urt__ring_poll(rt, true, timeout);
         else if (urt__ring_busy(rt))
             urt__ring_poll(rt, false, 0);
+        rt->clock = urt_now();
         if (rt->timers.len)
-            urt__timers_expire(rt, urt_now());
+            urt__timers_expire(rt, rt->clock);
         rt->turn_left = rt->runq_len;
     }
 }

@@ -136,7 +136,7 @@ int urt_join(urt_task *t)
     if (t == self)
         return -EDEADLK;
     if (t->state != URT__DONE) {
-        struct urt__waiter w;
+        struct urt__waiter w = { .what = "join", .obj = t };
         t->flags |= URT__JOINED;
         t->joiner = &w;
         int err = urt__wq_wait(rt, NULL, &w, true);
