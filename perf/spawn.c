@@ -33,7 +33,7 @@ static void usage(FILE *to, const char *prog)
             "%.0f million tasks/s) and one JSON line.\n"
             "\n"
             "  --tasks N    urt tasks (default 1000000)\n"
-            "  --batch B    tasks (and threads) alive at once (default 1000)\n"
+            "  --batch B    tasks (and threads) alive at once (default 100)\n"
             "  --threads T  threads for the baseline (default 20000)\n"
             "  --help       print this help and exit\n",
             prog, TARGET_RATE / 1e6);
@@ -143,7 +143,7 @@ int main(int argc, char **argv)
         { "help",    no_argument,       NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
-    uint64_t tasks = 1000000, batch = 1000, threads = 20000;
+    uint64_t tasks = 1000000, batch = 100, threads = 20000;
     int c;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (c) {

@@ -134,6 +134,7 @@ struct urt_runtime {
     struct urt__timer_heap  timers;
     struct urt__stack_pool  stacks;
     size_t                  default_stack;
+    size_t                  default_slot;      /* urt__stack_round(default_stack)             */
     uint64_t                next_id;
     bool                    stopping;          /* main returned: spawning is refused          */
     int                     main_status;
@@ -156,11 +157,32 @@ static inline struct urt_task *urt__self(void)
     return rt ? rt->current : NULL;
 }
 
+/* Appends t to the run queue. */
+static inline void urt__ready(struct urt_runtime *rt, struct urt_task *t)
+{
+    t->state = URT__READY;
+    t->next = NULL;
+    if (rt->runq_tail)
+        rt->runq_tail->next = t;
+    else
+        rt->runq_head = t;
+    rt->runq_tail = t;
+    rt->runq_len++;
+}
+
+/* -ECANCELED or -ETIMEDOUT when a blocking call may not start, else 0. */
+static inline int urt__check_blocking(struct urt_task *t)
+{
+    if (unlikely(t->flags & URT__CANCELLED))
+        return -ECANCELED;
+    if (unlikely(t->deadline != 0) && urt_now() >= t->deadline)
+        return -ETIMEDOUT;
+    return 0;
+}
+
 /* sched.c */
-void urt__ready(struct urt_runtime *rt, struct urt_task *t);
 void urt__park(struct urt_runtime *rt);                 /* current task waits; someone readies it */
 void urt__interrupt(struct urt_runtime *rt, struct urt_task *t); /* cancel/deadline hit t's wait */
-int  urt__check_blocking(struct urt_task *t);           /* -ECANCELED/-ETIMEDOUT before a wait */
 int  urt__wait_status(struct urt_task *t);              /* same, after a wait was interrupted  */
 void urt__sched_loop(struct urt_runtime *rt);
 void urt__task_started(struct urt_runtime *rt);

@@ -28,18 +28,6 @@
 
 __thread struct urt_runtime *urt__rt;
 
-void urt__ready(struct urt_runtime *rt, struct urt_task *t)
-{
-    t->state = URT__READY;
-    t->next = NULL;
-    if (rt->runq_tail)
-        rt->runq_tail->next = t;
-    else
-        rt->runq_head = t;
-    rt->runq_tail = t;
-    rt->runq_len++;
-}
-
 static inline struct urt_task *runq_pop(struct urt_runtime *rt)
 {
     struct urt_task *t = rt->runq_head;
@@ -109,7 +97,8 @@ static inline void after_switch(struct urt_runtime *rt)
 
 /* Leaves the current task (which has already been queued, parked or finished) for `to`, or for
    the scheduler when to is NULL. Returns when the task is resumed. */
-static void switch_from(struct urt_runtime *rt, struct urt_task *self, struct urt_task *to)
+static inline __attribute__((always_inline))
+void switch_from(struct urt_runtime *rt, struct urt_task *self, struct urt_task *to)
 {
     if (unlikely(!self->stack.guard) &&
         unlikely(*urt__stack_canary(&self->stack) != URT__CANARY))
@@ -169,8 +158,8 @@ void urt__exit_switch(struct urt_runtime *rt)
 int urt_yield(void)
 {
     struct urt_runtime *rt = urt__rt;
-    struct urt_task *self = urt__self();
-    if (!self)
+    struct urt_task *self = rt ? rt->current : NULL;
+    if (unlikely(!self))
         return -EPERM;
     int err = urt__check_blocking(self);
     if (err)
@@ -182,15 +171,6 @@ int urt_yield(void)
         return 0;
     }
     switch_from(rt, self, next);
-    return 0;
-}
-
-int urt__check_blocking(struct urt_task *t)
-{
-    if (unlikely(t->flags & URT__CANCELLED))
-        return -ECANCELED;
-    if (unlikely(t->deadline) && urt_now() >= t->deadline)
-        return -ETIMEDOUT;
     return 0;
 }
 

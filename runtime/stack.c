@@ -26,6 +26,8 @@
 
 #include "stack.h"
 
+#define likely(x) __builtin_expect(!!(x), 1)
+
 #ifndef MADV_GUARD_INSTALL
 #define MADV_GUARD_INSTALL 102   /* Linux 6.13; Debian 12's headers predate it */
 #endif
@@ -61,15 +63,17 @@ size_t urt__stack_round(size_t usable)
 
 static struct urt__stack_class *class_for(struct urt__stack_pool *p, size_t len, bool create)
 {
+    if (likely(p->last && p->last->len == len))
+        return p->last;
     for (int i = 0; i < URT__STACK_CLASSES; i++)
         if (p->cls[i].len == len)
-            return &p->cls[i];
+            return p->last = &p->cls[i];
     if (!create)
         return NULL;
     for (int i = 0; i < URT__STACK_CLASSES; i++)
         if (p->cls[i].len == 0) {
             p->cls[i].len = (uint32_t)len;
-            return &p->cls[i];
+            return p->last = &p->cls[i];
         }
     return NULL;
 }

@@ -45,6 +45,7 @@ struct urt__arena {
 
 struct urt__stack_pool {
     struct urt__stack_class cls[URT__STACK_CLASSES];
+    struct urt__stack_class *last;         /* the class used last: nearly always the one    */
     struct urt__stack       trim[URT__TRIM_BATCH]; /* freed beyond warm_max, pages not yet given
                                                       back: done in one batch of madvise calls */
     uint32_t                ntrim;

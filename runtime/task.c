@@ -18,9 +18,8 @@
 struct urt_task *urt__task_new(struct urt_runtime *rt, urt_fn fn, void *arg,
                                const struct urt_spawn_opts *opts)
 {
-    size_t usable = opts && opts->stack_size ? opts->stack_size : rt->default_stack;
-    size_t len = urt__stack_round(usable);
-    if (!len) {
+    size_t len = opts && opts->stack_size ? urt__stack_round(opts->stack_size) : rt->default_slot;
+    if (unlikely(!len)) {
         errno = EINVAL;
         return NULL;
     }
@@ -30,7 +29,13 @@ struct urt_task *urt__task_new(struct urt_runtime *rt, urt_fn fn, void *arg,
         errno = -err;
         return NULL;
     }
-    struct urt_task *t = (struct urt_task *)(s.base + s.len - TASK_HDR);
+    /*
+     * Headers at one offset in every page would all fall in the same few cache sets, and a
+     * thousand tasks spawned together would evict each other: place them at one of 16 cache-line
+     * "colours" below the top (compact stacks have too little room to spare).
+     */
+    size_t colour = s.len >= 16384 ? (size_t)(rt->next_id & 15) * 64 : 0;
+    struct urt_task *t = (struct urt_task *)(s.base + s.len - TASK_HDR - colour);
     /* A reused stack may carry the poison of frames that never returned (a task's first frame). */
     URT_ASAN_UNPOISON(s.base + s.guard, s.len - s.guard);
     memset(t, 0, offsetof(struct urt_task, name) + 1);
