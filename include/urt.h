@@ -102,6 +102,8 @@ struct urt_stats {
     uint64_t stacks_pooled;   /* freed stacks kept for reuse right now                            */
     uint64_t stacks_mapped;   /* stacks currently mapped (in use or pooled)                       */
     uint64_t timers_armed;    /* tasks waiting with a wake-up time (sleeps and deadlines)         */
+    uint64_t timer_late_max_ns; /* the latest a timer was found expired after its time (how
+                                   precise wake-ups are; running the woken tasks comes after)    */
 };
 void urt_stats(struct urt_stats *out);
 

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "runtime.h"
+#include "timer.h"
 
 static const char *state_name(const struct urt_task *t)
 {
@@ -91,7 +92,7 @@ void urt_dump(FILE *out)
     uint64_t now = urt_now();
     fprintf(out, "urt: %llu live tasks, %llu operations in flight, %llu timers\n",
             (unsigned long long)rt->st.tasks_live, (unsigned long long)rt->st.ops_inflight,
-            (unsigned long long)rt->timers.len);
+            (unsigned long long)urt__timers_armed(&rt->timers));
     fprintf(out, "%8s  %-16s %-8s %-28s %-10s %-12s %s\n", "id", "name", "state", "waiting on",
             "for", "deadline", "stack used/size");
     for (const struct urt_task *t = rt->all_tasks; t; t = t->all_next) {

@@ -88,7 +88,7 @@ void urt_stats(struct urt_stats *out)
     *out = rt->st;
     out->stacks_pooled = rt->stacks.pooled;
     out->stacks_mapped = rt->stacks.mapped;
-    out->timers_armed = rt->timers.len;
+    out->timers_armed = urt__timers_armed(&rt->timers);
 }
 
 unsigned urt_ring_flags(void)

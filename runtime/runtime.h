@@ -14,6 +14,7 @@
 #define likely(x)   __builtin_expect(!!(x), 1)
 #define unlikely(x) __builtin_expect(!!(x), 0)
 
+#define URT__IN_FIFO UINT32_MAX
 #define URT__TASK_MAGIC 0x7572745f7461736bull /* "urt_task": tells a live handle from garbage */
 
 enum urt__state {
@@ -65,8 +66,10 @@ struct urt_task {
     uint64_t             deadline;    /* absolute ns, 0 = none                                 */
     uint64_t             wake_at;     /* key in the timer heap while armed                     */
     uint64_t             parked_at;   /* the scheduler's clock when it last parked (urt_dump)  */
-    uint32_t             heap_index;  /* position in the timer heap + 1; 0 = not armed         */
+    uint32_t             heap_index;  /* position in the timer heap + 1; 0 = not armed;
+                                         URT__IN_FIFO = in the timers' in-order list           */
     uint32_t             pad_;
+    struct urt_task     *timer_prev, *timer_next;   /* the in-order list                       */
     void                *wait;        /* struct urt__op * or struct urt__waiter *               */
     struct urt__waiter  *joiner;      /* the task waiting in urt_join                          */
     struct urt_group    *group;       /* owning group, with URT__IN_GROUP                      */
@@ -117,6 +120,8 @@ struct urt__timer_entry {
 struct urt__timer_heap {
     struct urt__timer_entry *items;
     uint32_t                 len, cap;
+    struct urt_task         *fifo_head, *fifo_tail;  /* wake-ups armed in increasing order  */
+    uint64_t                 fifo_len;
 };
 
 struct urt_runtime {

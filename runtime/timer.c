@@ -1,9 +1,10 @@
 /*
  * timer.c - sleeps and deadlines.
  *
- * Every parked task with a wake-up time (the end of a sleep, or its deadline) sits in a binary
- * min-heap (4-ary, keys inline); the scheduler's blocking io_uring_enter waits no longer than the earliest of them.
- * A sleep thus costs no SQE at all, and arming or cancelling one is O(log n).
+ * Every parked task with a wake-up time (the end of a sleep, or its deadline) sits either in a
+ * list of wake-ups armed in increasing order or, out of order, in a 4-ary min-heap with its key
+ * inline; the scheduler's blocking io_uring_enter waits no longer than the earliest of them. A sleep
+ * thus costs no SQE at all; arming or cancelling one is O(1) in the list and O(log n) in the heap.
  */
 #include <stdlib.h>
 #include <time.h>
@@ -52,8 +53,42 @@ static void sift_down(struct urt__timer_heap *h, uint32_t i)
     place(h, i, e);
 }
 
+static void fifo_unlink(struct urt__timer_heap *h, struct urt_task *t)
+{
+    if (t->timer_prev)
+        t->timer_prev->timer_next = t->timer_next;
+    else
+        h->fifo_head = t->timer_next;
+    if (t->timer_next)
+        t->timer_next->timer_prev = t->timer_prev;
+    else
+        h->fifo_tail = t->timer_prev;
+    h->fifo_len--;
+    t->heap_index = 0;
+}
+
 int urt__timer_arm(struct urt__timer_heap *h, struct urt_task *t, uint64_t at)
 {
+    if (t->heap_index == URT__IN_FIFO)
+        fifo_unlink(h, t);
+    /*
+     * Most wake-ups are armed in increasing order (everyone sleeps a second, every request gets
+     * thirty): those go to the tail of a list, O(1) both ways and no cache misses, and only the
+     * out-of-order rest pays for the heap.
+     */
+    if (!t->heap_index && (!h->fifo_tail || at >= h->fifo_tail->wake_at)) {
+        t->wake_at = at;
+        t->heap_index = URT__IN_FIFO;
+        t->timer_next = NULL;
+        t->timer_prev = h->fifo_tail;
+        if (h->fifo_tail)
+            h->fifo_tail->timer_next = t;
+        else
+            h->fifo_head = t;
+        h->fifo_tail = t;
+        h->fifo_len++;
+        return 0;
+    }
     if (t->heap_index) {
         uint32_t i = t->heap_index - 1;
         uint64_t old = h->items[i].at;
@@ -83,6 +118,10 @@ void urt__timer_disarm(struct urt__timer_heap *h, struct urt_task *t)
 {
     if (!t->heap_index)
         return;
+    if (t->heap_index == URT__IN_FIFO) {
+        fifo_unlink(h, t);
+        return;
+    }
     uint32_t i = t->heap_index - 1;
     t->heap_index = 0;
     struct urt__timer_entry last = h->items[--h->len];
@@ -107,6 +146,8 @@ void urt__timers_expire(struct urt_runtime *rt, uint64_t now)
     struct urt_task *t;
     while ((t = urt__timer_first(&rt->timers)) && t->wake_at <= now) {
         urt__timer_disarm(&rt->timers, t);
+        if (now - t->wake_at > rt->st.timer_late_max_ns)
+            rt->st.timer_late_max_ns = now - t->wake_at;
         /* The deadline has passed, or the sleep is over; a sleep that ends exactly at the
            deadline counts as timed out. */
         if (t->deadline && t->wake_at >= t->deadline)

@@ -10,7 +10,17 @@ void urt__timer_disarm(struct urt__timer_heap *h, struct urt_task *t);
 /* The earliest armed task, or NULL. */
 static inline struct urt_task *urt__timer_first(const struct urt__timer_heap *h)
 {
-    return h->len ? h->items[0].task : NULL;
+    struct urt_task *a = h->len ? h->items[0].task : NULL, *b = h->fifo_head;
+    if (!a)
+        return b;
+    if (!b)
+        return a;
+    return h->items[0].at <= b->wake_at ? a : b;
+}
+
+static inline uint64_t urt__timers_armed(const struct urt__timer_heap *h)
+{
+    return h->len + h->fifo_len;
 }
 void urt__timer_heap_free(struct urt__timer_heap *h);
 
