@@ -1,0 +1,155 @@
+/*
+ * urt_test.h - what every test file of urt shares.
+ *
+ * A failed cmocka assertion longjmps back to the runner; from a task's stack that would wreck the
+ * scheduler. So every test runs in a forked child (UT_TEST), under an alarm() time limit:
+ *  - inside tasks, checks go through EXPECT/EXPECT_EQ, which only record and print a failure;
+ *  - on the main stack, after urt_run has returned, the child uses cmocka's assert_* (with
+ *    CMOCKA_TEST_ABORT=1 a failure ends the child instead of longjmp-ing into a copy of the
+ *    runner);
+ *  - the child exits 0 only when nothing failed; the parent asserts on its exit status, so a
+ *    crash, a hang (SIGALRM) or an ASan/LSan report all fail the test with a message.
+ * The child ends with exit(), so LeakSanitizer checks every test for leaks in ASan builds.
+ */
+#ifndef URT_TEST_H
+#define URT_TEST_H
+
+#include <dirent.h>
+#include <errno.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "urt.h"
+
+/* Failures recorded by EXPECT inside tasks (or anywhere) of the current child. */
+static int ut_fails;
+
+static void ut_failf(const char *file, int line, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4), unused));
+static void ut_failf(const char *file, int line, const char *fmt, ...)
+{
+    va_list ap;
+    fprintf(stderr, "%s:%d: EXPECT failed: ", file, line);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    ut_fails++;
+}
+
+/* Record-only checks, safe on a task's stack. */
+#define EXPECT(cond)                                                                 \
+    do {                                                                             \
+        if (!(cond))                                                                 \
+            ut_failf(__FILE__, __LINE__, "%s", #cond);                               \
+    } while (0)
+
+#define EXPECT_EQ(a, b)                                                              \
+    do {                                                                             \
+        long long ut_a_ = (long long)(a), ut_b_ = (long long)(b);                    \
+        if (ut_a_ != ut_b_)                                                          \
+            ut_failf(__FILE__, __LINE__, "%s == %s (%lld != %lld)", #a, #b, ut_a_,   \
+                     ut_b_);                                                         \
+    } while (0)
+
+/* Default time limit of one test, in seconds (ASan builds included). */
+#ifndef UT_TIMEOUT
+#define UT_TIMEOUT 30
+#endif
+
+/* Runs body() in a forked child with a time limit; fails the current test unless it exits 0. */
+static void ut_run_in_child(void (*body)(void), unsigned timeout_s, const char *name)
+    __attribute__((unused));
+static void ut_run_in_child(void (*body)(void), unsigned timeout_s, const char *name)
+{
+    fflush(stdout);
+    fflush(stderr);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        setenv("CMOCKA_TEST_ABORT", "1", 1);
+        signal(SIGPIPE, SIG_IGN);   /* a write to a vanished peer must come back as -EPIPE */
+        signal(SIGALRM, SIG_DFL);
+        alarm(timeout_s);
+        ut_fails = 0;
+        body();
+        if (ut_fails) {
+            fprintf(stderr, "%s: %d EXPECT failure(s)\n", name, ut_fails);
+            fflush(stderr);
+            exit(1);
+        }
+        exit(0);
+    }
+    int status = 0;
+    pid_t w;
+    while ((w = waitpid(pid, &status, 0)) < 0 && errno == EINTR)
+        ;
+    assert_int_equal(w, pid);
+    if (WIFSIGNALED(status)) {
+        int sig = WTERMSIG(status);
+        fail_msg("%s: child killed by signal %d (%s)%s", name, sig, strsignal(sig),
+                 sig == SIGALRM ? ": it ran past its time limit (a hang?)" : "");
+    }
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        fail_msg("%s: child exited with status %d", name, WEXITSTATUS(status));
+}
+
+/* Defines a cmocka test `name` whose body runs in a child with a limit of `secs` seconds. */
+#define UT_TEST_T(name, secs)                                                        \
+    static void name##_body(void);                                                   \
+    static void name(void **state)                                                   \
+    {                                                                                \
+        (void)state;                                                                 \
+        ut_run_in_child(name##_body, (secs), #name);                                 \
+    }                                                                                \
+    static void name##_body(void)
+
+#define UT_TEST(name) UT_TEST_T(name, UT_TIMEOUT)
+
+/* A line of information in the test's output (flushed: a failing child aborts). */
+#define UT_NOTE(...)                                                                 \
+    do {                                                                             \
+        printf(__VA_ARGS__);                                                         \
+        fflush(stdout);                                                              \
+    } while (0)
+
+/* Open file descriptors of this process. */
+static int ut_count_fds(void) __attribute__((unused));
+static int ut_count_fds(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    if (!d)
+        return -1;
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)))
+        if (e->d_name[0] != '.')
+            n++;
+    closedir(d);
+    return n - 1;   /* the directory's own fd */
+}
+
+/* A small deterministic generator, so that a failing random run can be reproduced. */
+static uint64_t ut_rng_state = 0x9e3779b97f4a7c15ull;
+static uint32_t ut_rand(void) __attribute__((unused));
+static uint32_t ut_rand(void)
+{
+    uint64_t x = ut_rng_state;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    ut_rng_state = x;
+    return (uint32_t)(x >> 32);
+}
+
+#endif
