@@ -1,0 +1,328 @@
+/*
+ * echo_server - a TCP echo server with one urt task per connection.
+ *
+ *     build/examples/echo_server                  # listens on 127.0.0.1:7000
+ *     build/examples/echo_server --port 0         # picks a free port; the first line says which
+ *     nc 127.0.0.1 7000                           # type lines: they come back
+ *     kill -TERM <pid>                            # or Ctrl-C: graceful shutdown, then counters
+ *
+ * Each connection is served by a task that reads like blocking C: recv, send everything back,
+ * repeat. While it waits, urt runs the other connections. What a server needs beyond that:
+ *
+ *  - Idle clients: a deadline (urt_deadline) set before each call. A peer that sends nothing, or
+ *    stops reading what we echo, for --idle-timeout ms makes the call return -ETIMEDOUT.
+ *  - Floods: at most --max-conns connections are served. Past that, a new connection is accepted
+ *    and closed at once (counted as "refused"), so the client sees EOF instead of hanging in the
+ *    listen backlog, and a flood costs no more than --max-conns tasks.
+ *  - Running out of file descriptors: accept fails with EMFILE/ENFILE while the connection stays
+ *    queued, so retrying at once would spin. The accept loop sleeps instead, a little longer
+ *    each time, while the connections it has keep being served and, closing, free fds.
+ *  - Shutdown: SIGINT/SIGTERM are read by a task (urt_signal_wait, no signal handler). The
+ *    listener closes, live connections get --grace ms to finish, and the rest are cancelled.
+ *    All connection tasks belong to one urt_group, so "wait for them, but no longer than the
+ *    grace period" is a urt_group_wait under a deadline, and no task or fd can be left behind.
+ *  - At start the RLIMIT_NOFILE soft limit is raised to the hard limit: each connection is an fd.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <netdb.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include "urt.h"
+
+#define BACKOFF_MIN URT_MSEC(2)
+#define BACKOFF_MAX URT_MSEC(100)
+
+/*
+ * Settings, state and counters. Every task of a runtime runs on the one thread that called
+ * urt_run, one at a time, and switches only inside urt calls: plain variables need no locks.
+ */
+static struct {
+    const char *host;
+    unsigned    port;
+    uint64_t    max_conns, idle_ns, grace_ns;
+
+    int         listen_fd;
+    urt_group  *conns;        /* every connection task */
+    uint64_t    live;         /* connection tasks running */
+
+    uint64_t    accepted, refused, idle_closed, peer_closed, cancelled, errors, bytes;
+    uint64_t    emfile_backoffs;
+} S = { .host = "127.0.0.1", .port = 7000, .max_conns = 10000,
+        .idle_ns = URT_MSEC(30000), .grace_ns = URT_MSEC(2000), .listen_fd = -1 };
+
+static void usage(FILE *to, const char *prog)
+{
+    fprintf(to,
+            "usage: %s [options]\n"
+            "\n"
+            "A TCP echo server: one urt task per connection.\n"
+            "\n"
+            "  --host ADDR          numeric IPv4 or IPv6 address to listen on (default 127.0.0.1)\n"
+            "  --port N             port (default 7000); 0 picks a free one\n"
+            "  --max-conns N        connections served at once (default 10000); more are\n"
+            "                       accepted and closed at once\n"
+            "  --idle-timeout MS    close a connection that makes no progress for MS ms\n"
+            "                       (default 30000; 0: never)\n"
+            "  --grace MS           on SIGINT/SIGTERM, how long live connections may go on\n"
+            "                       before they are cancelled (default 2000)\n"
+            "  --help               print this help and exit\n"
+            "\n"
+            "Prints \"listening on HOST:PORT\" once ready, and its counters when it stops.\n",
+            prog);
+}
+
+/* Arms the idle timeout for the next blocking call. */
+static void idle_deadline(void)
+{
+    urt_deadline(S.idle_ns ? urt_now() + S.idle_ns : 0);
+}
+
+/* One connection: echo until EOF, an error, the idle timeout or cancellation. Owns fd. */
+static int serve(void *arg)
+{
+    int fd = (int)(intptr_t)arg;
+    char buf[16 * 1024];   /* on the task's stack: only the pages used cost memory */
+    ssize_t n;
+
+    for (;;) {
+        idle_deadline();
+        n = urt_recv(fd, buf, sizeof buf, 0);
+        if (n <= 0)
+            break;
+        /* send may take less than all of it when the peer reads slowly: loop. MSG_NOSIGNAL: a
+           vanished peer is -EPIPE, not a SIGPIPE that kills the server. */
+        for (ssize_t off = 0, w; off < n; off += w) {
+            idle_deadline();
+            w = urt_send(fd, buf + off, (size_t)(n - off), MSG_NOSIGNAL);
+            if (w < 0) {
+                n = w;
+                goto done;
+            }
+            S.bytes += (uint64_t)w;
+        }
+    }
+done:
+    if (n == 0 || n == -ECONNRESET || n == -EPIPE)
+        S.peer_closed++;
+    else if (n == -ETIMEDOUT)
+        S.idle_closed++;
+    else if (n == -ECANCELED)
+        S.cancelled++;    /* the grace period is over */
+    else
+        S.errors++;
+    /* Not a cancellation point and deadlines do not apply: the fd is always closed. */
+    urt_close(fd);
+    S.live--;
+    return 0;             /* a nonzero status would make the group cancel every connection */
+}
+
+static int accept_loop(void *arg)
+{
+    (void)arg;
+    uint64_t backoff = 0;
+
+    for (;;) {
+        int fd = urt_accept(S.listen_fd, NULL, NULL, SOCK_CLOEXEC);
+        if (fd == -ECANCELED)
+            return 0;     /* shutting down (a connection accepted in that same instant came
+                             back as an fd on the call before, and is served) */
+        if (fd == -EMFILE || fd == -ENFILE || fd == -ENOBUFS || fd == -ENOMEM) {
+            /* The connection stays queued: accepting again now would fail again now. */
+            S.emfile_backoffs++;
+            backoff = backoff ? backoff * 2 : BACKOFF_MIN;
+            if (backoff > BACKOFF_MAX)
+                backoff = BACKOFF_MAX;
+            if (urt_sleep(backoff) == -ECANCELED)
+                return 0;
+            continue;
+        }
+        if (fd == -EBADF || fd == -EINVAL || fd == -ENOTSOCK || fd == -EFAULT) {
+            /* The listener itself is broken: shut down the way a signal would. */
+            fprintf(stderr, "echo_server: accept: %s\n", strerror(-fd));
+            kill(getpid(), SIGTERM);
+            return 1;
+        }
+        if (fd < 0)
+            continue;     /* ECONNABORTED, EPERM, EPROTO...: that one connection failed */
+        backoff = 0;
+
+        if (S.live >= S.max_conns) {
+            S.refused++;
+            urt_close(fd);
+            continue;
+        }
+        /* The task owns fd from here: once spawned it always runs, even if cancelled at once,
+           and closes fd as it ends. */
+        int err = urt_group_spawn(S.conns, serve, (void *)(intptr_t)fd);
+        if (err) {        /* -ENOMEM: no stack for it */
+            S.refused++;
+            urt_close(fd);
+            continue;
+        }
+        S.accepted++;
+        S.live++;
+    }
+}
+
+/* socket, bind, listen: none of them blocks, so they need no task form. */
+static int open_listener(void)
+{
+    struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+                              .ai_flags = AI_PASSIVE | AI_NUMERICHOST | AI_NUMERICSERV };
+    struct addrinfo *ai;
+    char port[16];
+    snprintf(port, sizeof port, "%u", S.port);
+    /* AI_NUMERICHOST: no DNS lookup, so this cannot block (else use urt_getaddrinfo). */
+    int err = getaddrinfo(S.host, port, &hints, &ai);
+    if (err) {
+        fprintf(stderr, "echo_server: --host %s: %s\n", S.host, gai_strerror(err));
+        return -1;
+    }
+    int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int one = 1;
+    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0 ||
+        bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, SOMAXCONN) < 0) {
+        fprintf(stderr, "echo_server: %s port %s: %s\n", S.host, port, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        fd = -1;
+    }
+    freeaddrinfo(ai);
+    return fd;
+}
+
+static void print_listening(void)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    char host[NI_MAXHOST], port[NI_MAXSERV];
+    getsockname(S.listen_fd, (struct sockaddr *)&ss, &len);
+    getnameinfo((struct sockaddr *)&ss, len, host, sizeof host, port, sizeof port,
+                NI_NUMERICHOST | NI_NUMERICSERV);
+    printf(ss.ss_family == AF_INET6 ? "listening on [%s]:%s\n" : "listening on %s:%s\n", host,
+           port);
+    fflush(stdout);   /* scripts and tests wait for this line */
+}
+
+static int server_main(void *arg)
+{
+    const sigset_t *stop_signals = arg;
+
+    S.listen_fd = open_listener();
+    if (S.listen_fd < 0)
+        return 1;
+    S.conns = urt_group_new();
+    urt_task *acceptor = S.conns ? urt_spawn(accept_loop, NULL) : NULL;
+    if (!acceptor) {
+        fprintf(stderr, "echo_server: %s\n", strerror(errno));
+        urt_group_free(S.conns);
+        urt_close(S.listen_fd);
+        return 1;
+    }
+    print_listening();
+
+    /* Park until SIGINT or SIGTERM; meanwhile the acceptor and the connections run. */
+    int sig = urt_signal_wait(stop_signals);
+    if (sig < 0)
+        fprintf(stderr, "echo_server: urt_signal_wait: %s\n", strerror(-sig));
+
+    /* 1. Stop accepting. New clients are now refused by the kernel. */
+    urt_cancel(acceptor);
+    int acceptor_status = urt_join(acceptor);
+    urt_close(S.listen_fd);
+
+    /* 2. Let live connections finish, for the grace period at most. When the deadline passes,
+          urt_group_wait cancels the tasks still running (their recv/send return -ECANCELED, they
+          close their fds) and returns -ETIMEDOUT once every one of them has ended. */
+    urt_deadline(urt_now() + S.grace_ns);
+    urt_group_wait(S.conns);
+    urt_deadline(0);
+    urt_group_free(S.conns);
+
+    /* One "name value" per line, for scripts. accepted: connections served; refused: closed at
+       once (over --max-conns); the closed_* and cancelled say how served connections ended. */
+    const char *why = sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : "error";
+    printf("stopped by %s\n"
+           "accepted %" PRIu64 "\n"
+           "refused %" PRIu64 "\n"
+           "closed_idle %" PRIu64 "\n"
+           "closed_by_peer %" PRIu64 "\n"
+           "cancelled %" PRIu64 "\n"
+           "errors %" PRIu64 "\n"
+           "bytes_echoed %" PRIu64 "\n"
+           "emfile_backoffs %" PRIu64 "\n",
+           why, S.accepted, S.refused, S.idle_closed, S.peer_closed, S.cancelled, S.errors,
+           S.bytes, S.emfile_backoffs);
+    fflush(stdout);
+    return sig > 0 && acceptor_status == 0 ? 0 : 1;
+}
+
+/* The number in an option's value, at most max; exits 2 (bad usage) when it is not one. */
+static uint64_t number(const char *opt, const char *s, uint64_t max)
+{
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || end == s || *end || s[0] == '-' || v > max) {
+        fprintf(stderr, "echo_server: --%s: bad value '%s'\n", opt, s);
+        exit(2);
+    }
+    return v;
+}
+
+int main(int argc, char **argv)
+{
+    /* First of all, block the stop signals: one arriving before urt_signal_wait is listening
+       then waits for it instead of killing the process. Threads started later inherit this. */
+    sigset_t stop_signals;
+    sigemptyset(&stop_signals);
+    sigaddset(&stop_signals, SIGINT);
+    sigaddset(&stop_signals, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &stop_signals, NULL);
+
+    static const struct option opts[] = {
+        { "host", required_argument, NULL, 'h' },
+        { "port", required_argument, NULL, 'p' },
+        { "max-conns", required_argument, NULL, 'm' },
+        { "idle-timeout", required_argument, NULL, 'i' },
+        { "grace", required_argument, NULL, 'g' },
+        { "help", no_argument, NULL, 'H' },
+        { 0 },
+    };
+    const uint64_t day_ms = 86400000;
+    int c, i = 0;
+    while ((c = getopt_long(argc, argv, "", opts, &i)) != -1) {
+        switch (c) {
+        case 'h': S.host = optarg; break;
+        case 'p': S.port = (unsigned)number(opts[i].name, optarg, 65535); break;
+        case 'm': S.max_conns = number(opts[i].name, optarg, UINT32_MAX); break;
+        case 'i': S.idle_ns = URT_MSEC(number(opts[i].name, optarg, day_ms)); break;
+        case 'g': S.grace_ns = URT_MSEC(number(opts[i].name, optarg, day_ms)); break;
+        case 'H': usage(stdout, argv[0]); return 0;
+        default:  usage(stderr, argv[0]); return 2;
+        }
+    }
+    if (optind < argc) {
+        usage(stderr, argv[0]);
+        return 2;
+    }
+
+    /* Every connection is an fd: allow as many as the hard limit lets us (often 1024 -> 524288). */
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+            fprintf(stderr, "echo_server: setrlimit(RLIMIT_NOFILE): %s\n", strerror(errno));
+    }
+
+    int ret = urt_run(server_main, &stop_signals, NULL);
+    return ret < 0 ? 1 : ret;   /* < 0: no io_uring here; urt_run has said why on stderr */
+}

@@ -1,0 +1,643 @@
+/*
+ * test_echo_server.c - examples/echo_server as its users see it: the built binary runs as a
+ * child process (--port 0; the port is read from its first line) and plain blocking sockets talk
+ * to it. Many concurrent clients, clients that vanish mid-message, idle clients, --max-conns,
+ * running out of file descriptors, and graceful shutdown on SIGTERM/SIGINT.
+ *
+ * Each test runs in a forked child (urt_test.h) with a time limit; the server is that child's
+ * child and dies with it (PR_SET_PDEATHSIG). Every assertion runs on the test's main stack.
+ */
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <time.h>
+
+#include "urt_test.h"
+
+#ifndef ECHO_SERVER_PATH
+#error "ECHO_SERVER_PATH must name the built echo_server binary"
+#endif
+
+/* ---- the server as a child process -------------------------------------------------------- */
+
+struct server {
+    pid_t  pid;
+    int    out;          /* read end of its stdout */
+    int    port;
+    char   buf[8192];    /* all of its stdout read so far */
+    size_t len;
+};
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static void sleep_ms(unsigned ms)
+{
+    struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
+    while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+        ;
+}
+
+/* Reads the server's stdout until `until` is in it, EOF, or timeout_ms. 1 if found. */
+static int read_output(struct server *s, const char *until, unsigned timeout_ms)
+{
+    uint64_t end = now_ms() + timeout_ms;
+    for (;;) {
+        s->buf[s->len] = '\0';
+        if (until && strstr(s->buf, until))
+            return 1;
+        uint64_t now = now_ms();
+        if (now >= end || s->len + 1 >= sizeof s->buf)
+            return 0;
+        struct pollfd p = { .fd = s->out, .events = POLLIN };
+        if (poll(&p, 1, (int)(end - now)) <= 0)
+            continue;
+        ssize_t n = read(s->out, s->buf + s->len, sizeof s->buf - 1 - s->len);
+        if (n <= 0)
+            return 0;   /* EOF: the server has exited */
+        s->len += (size_t)n;
+    }
+}
+
+/* Starts the server with --port 0 and extra arguments (NULL-terminated); nofile > 0: run it under
+   RLIMIT_NOFILE nofile (soft and hard, so that it cannot raise it). Waits for its first line. */
+static void server_start(struct server *s, rlim_t nofile, const char *const *extra)
+{
+    const char *argv[16] = { ECHO_SERVER_PATH, "--port", "0" };
+    int argc = 3;
+    for (; extra && *extra && argc < 15; extra++)
+        argv[argc++] = *extra;
+    argv[argc] = NULL;
+
+    int p[2];
+    assert_int_equal(pipe2(p, O_CLOEXEC), 0);
+    memset(s, 0, sizeof *s);
+    s->pid = fork();
+    assert_true(s->pid >= 0);
+    if (s->pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);   /* a failed or timed-out test takes the server along */
+        signal(SIGPIPE, SIG_DFL);           /* the server must not rely on our SIG_IGN */
+        dup2(p[1], STDOUT_FILENO);
+        if (nofile) {
+            struct rlimit rl = { nofile, nofile };
+            if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+                _exit(126);
+        }
+        execv(argv[0], (char *const *)argv);
+        _exit(127);
+    }
+    close(p[1]);
+    s->out = p[0];
+    if (!read_output(s, "\n", 10000))
+        fail_msg("echo_server printed no first line; output: '%s'", s->buf);
+    unsigned port = 0;
+    assert_int_equal(sscanf(s->buf, "listening on 127.0.0.1:%u", &port), 1);
+    assert_true(port > 0 && port < 65536);
+    s->port = (int)port;
+}
+
+/* Sends sig, waits up to timeout_ms for the server to exit (reading all its output) and returns
+   its wait status; *elapsed_ms: how long it took. */
+static int server_stop(struct server *s, int sig, unsigned timeout_ms, uint64_t *elapsed_ms)
+{
+    uint64_t t0 = now_ms();
+    assert_int_equal(kill(s->pid, sig), 0);
+    read_output(s, NULL, timeout_ms);   /* returns at EOF: the server has exited */
+    int status = 0;
+    pid_t w;
+    while ((w = waitpid(s->pid, &status, WNOHANG)) == 0 && now_ms() - t0 < timeout_ms)
+        sleep_ms(5);
+    if (w != s->pid) {
+        kill(s->pid, SIGKILL);
+        waitpid(s->pid, &status, 0);
+        fail_msg("echo_server did not exit within %u ms of signal %d", timeout_ms, sig);
+    }
+    if (elapsed_ms)
+        *elapsed_ms = now_ms() - t0;
+    close(s->out);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        fprintf(stderr, "echo_server output:\n%s\n", s->buf);
+    return status;
+}
+
+/* A counter from the server's final output ("accepted 12"). */
+static long long counter(const struct server *s, const char *name)
+{
+    char key[64];
+    snprintf(key, sizeof key, "\n%s ", name);
+    const char *p = strstr(s->buf, key);
+    if (!p)
+        fail_msg("no counter '%s' in the server's output: '%s'", name, s->buf);
+    return strtoll(p + strlen(key), NULL, 10);
+}
+
+static void assert_alive(const struct server *s)
+{
+    int status;
+    assert_int_equal(waitpid(s->pid, &status, WNOHANG), 0);
+}
+
+/* utime + stime of the server, in clock ticks. */
+static long long cpu_ticks(pid_t pid)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    assert_true(fd >= 0);
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    assert_true(n > 0);
+    buf[n] = '\0';
+    const char *p = strrchr(buf, ')');   /* the command name may hold spaces */
+    assert_non_null(p);
+    unsigned long long ut = 0, st = 0;
+    /* after ")": state ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt, then
+       utime and stime (fields 14 and 15) */
+    assert_int_equal(sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut,
+                            &st), 2);
+    return (long long)(ut + st);
+}
+
+/* ---- clients: plain blocking sockets -------------------------------------------------------- */
+
+/* A connected client with 5 s send/receive timeouts (no test can hang on it), or -errno. */
+static int client(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(fd >= 0);
+    struct timeval tv = { 5, 0 };
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    if (connect(fd, (struct sockaddr *)&a, sizeof a) < 0) {
+        int err = errno;
+        close(fd);
+        return -err;
+    }
+    return fd;
+}
+
+static void set_rcvtimeo(int fd, unsigned ms)
+{
+    struct timeval tv = { ms / 1000, (long)(ms % 1000) * 1000 };
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+}
+
+/* Closes with an RST instead of a FIN. */
+static void close_rst(int fd)
+{
+    struct linger l = { 1, 0 };
+    setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof l);
+    close(fd);
+}
+
+static void pattern(unsigned char *b, size_t n, uint32_t seed)
+{
+    for (size_t i = 0; i < n; i++) {
+        seed = seed * 1103515245u + 12345u;
+        b[i] = (unsigned char)(seed >> 16);
+    }
+}
+
+static int send_all(int fd, const void *b, size_t n)
+{
+    for (size_t off = 0; off < n;) {
+        ssize_t w = send(fd, (const char *)b + off, n - off, MSG_NOSIGNAL);
+        if (w <= 0)
+            return -1;
+        off += (size_t)w;
+    }
+    return 0;
+}
+
+/* Receives exactly n bytes: 0; 1 at EOF first; -1 on error (errno) or timeout. */
+static int recv_all(int fd, void *b, size_t n)
+{
+    for (size_t off = 0; off < n;) {
+        ssize_t r = recv(fd, (char *)b + off, n - off, 0);
+        if (r == 0)
+            return 1;
+        if (r < 0)
+            return -1;
+        off += (size_t)r;
+    }
+    return 0;
+}
+
+/* One round trip of n bytes (n <= 64 KiB); 0 when the same bytes came back. */
+static int echo_once(int fd, size_t n, uint32_t seed)
+{
+    static unsigned char out[65536], in[65536];
+    pattern(out, n, seed);
+    if (send_all(fd, out, n) < 0 || recv_all(fd, in, n) != 0)
+        return -1;
+    return memcmp(out, in, n) == 0 ? 0 : -1;
+}
+
+/* Whether the server has closed fd: recv gives EOF or a reset within timeout_ms. */
+static int closed_by_server(int fd, unsigned timeout_ms)
+{
+    struct pollfd p = { .fd = fd, .events = POLLIN };
+    if (poll(&p, 1, (int)timeout_ms) != 1)
+        return 0;
+    char c;
+    ssize_t r = recv(fd, &c, 1, MSG_DONTWAIT);
+    return r == 0 || (r < 0 && errno == ECONNRESET);
+}
+
+/* Byte k of the stream bulk_echo sends: a lost, repeated or reordered piece shows. */
+static unsigned char stream_byte(size_t k)
+{
+    return (unsigned char)((k * 2654435761u) >> 13 ^ k >> 8);
+}
+
+/* Pushes total bytes through one connection while reading the echo at the same time (a blocking
+   send-then-receive would deadlock once both directions' buffers are full). */
+static int bulk_echo(int fd, size_t total)
+{
+    static unsigned char out[1 << 16], in[1 << 16];
+    size_t sent = 0, got = 0;
+    while (got < total) {
+        struct pollfd p = { .fd = fd, .events = POLLIN | (sent < total ? POLLOUT : 0) };
+        if (poll(&p, 1, 5000) != 1)
+            return -1;
+        if (p.revents & POLLOUT) {
+            size_t n = total - sent < sizeof out ? total - sent : sizeof out;
+            for (size_t i = 0; i < n; i++)
+                out[i] = stream_byte(sent + i);
+            ssize_t w = send(fd, out, n, MSG_DONTWAIT | MSG_NOSIGNAL);
+            if (w < 0 && errno != EAGAIN)
+                return -1;
+            if (w > 0)
+                sent += (size_t)w;
+        }
+        if (p.revents & (POLLIN | POLLHUP | POLLERR)) {
+            ssize_t r = recv(fd, in, sizeof in, MSG_DONTWAIT);
+            if (r == 0 || (r < 0 && errno != EAGAIN))
+                return -1;
+            for (ssize_t i = 0; i < r; i++)
+                if (in[i] != stream_byte(got + (size_t)i))
+                    return -1;
+            if (r > 0)
+                got += (size_t)r;
+        }
+    }
+    return 0;
+}
+
+/* Runs the binary with args, waits, returns its wait status and its stdout in out. */
+static int run_simple(const char *const *args, char *out, size_t outlen)
+{
+    const char *argv[8] = { ECHO_SERVER_PATH };
+    int argc = 1;
+    for (; *args && argc < 7; args++)
+        argv[argc++] = *args;
+    argv[argc] = NULL;
+    int p[2];
+    assert_int_equal(pipe2(p, O_CLOEXEC), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        dup2(p[1], STDOUT_FILENO);
+        int devnull = open("/dev/null", O_WRONLY);
+        dup2(devnull, STDERR_FILENO);
+        execv(argv[0], (char *const *)argv);
+        _exit(127);
+    }
+    close(p[1]);
+    size_t len = 0;
+    ssize_t n;
+    while (len + 1 < outlen && (n = read(p[0], out + len, outlen - 1 - len)) > 0)
+        len += (size_t)n;
+    out[len] = '\0';
+    close(p[0]);
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    return status;
+}
+
+#define EXITED_WITH(st, code) (WIFEXITED(st) && WEXITSTATUS(st) == (code))
+
+/* ---- tests ------------------------------------------------------------------------------- */
+
+UT_TEST_T(options_help_and_errors, 10)
+{
+    char out[4096];
+    int st = run_simple((const char *[]){ "--help", NULL }, out, sizeof out);
+    assert_true(EXITED_WITH(st, 0));
+    assert_non_null(strstr(out, "usage"));
+    assert_non_null(strstr(out, "--idle-timeout"));
+    st = run_simple((const char *[]){ "--no-such-option", NULL }, out, sizeof out);
+    assert_true(EXITED_WITH(st, 2));
+    st = run_simple((const char *[]){ "--port", "99999", NULL }, out, sizeof out);
+    assert_true(EXITED_WITH(st, 2));
+    st = run_simple((const char *[]){ "--grace", "soon", NULL }, out, sizeof out);
+    assert_true(EXITED_WITH(st, 2));
+    st = run_simple((const char *[]){ "--host", "not-an-address", NULL }, out, sizeof out);
+    assert_true(EXITED_WITH(st, 1));
+    assert_null(strstr(out, "listening"));
+}
+
+/* 200 clients connected at once, each with its own data, three rounds; plus one connection that
+   streams 4 MiB in both directions at once (the server's partial sends). */
+#define NCLIENTS 200
+UT_TEST_T(many_concurrent_clients, 30)
+{
+    struct server s;
+    server_start(&s, 0, NULL);
+    int fds[NCLIENTS];
+    for (int i = 0; i < NCLIENTS; i++) {
+        fds[i] = client(s.port);
+        assert_true(fds[i] >= 0);
+    }
+    static unsigned char out[NCLIENTS][8192], in[8192];
+    uint64_t total = 0;
+    for (int round = 0; round < 3; round++) {
+        /* every client sends before any reads: the server holds 200 requests at once */
+        size_t len[NCLIENTS];
+        for (int i = 0; i < NCLIENTS; i++) {
+            len[i] = 1 + (size_t)(i * 131 + round * 977) % sizeof out[i];
+            pattern(out[i], len[i], (uint32_t)(i * 7 + round));
+            assert_int_equal(send_all(fds[i], out[i], len[i]), 0);
+            total += len[i];
+        }
+        for (int i = NCLIENTS - 1; i >= 0; i--) {
+            assert_int_equal(recv_all(fds[i], in, len[i]), 0);
+            assert_memory_equal(in, out[i], len[i]);
+        }
+    }
+    int big = client(s.port);
+    assert_true(big >= 0);
+    assert_int_equal(bulk_echo(big, 4u << 20), 0);
+    total += 4u << 20;
+    close(big);
+    for (int i = 0; i < NCLIENTS; i++)
+        close(fds[i]);
+
+    int st = server_stop(&s, SIGTERM, 5000, NULL);
+    assert_true(EXITED_WITH(st, 0));
+    assert_int_equal(counter(&s, "accepted"), NCLIENTS + 1);
+    assert_int_equal(counter(&s, "refused"), 0);
+    assert_int_equal(counter(&s, "closed_by_peer"), NCLIENTS + 1);
+    assert_int_equal(counter(&s, "errors"), 0);
+    assert_int_equal(counter(&s, "bytes_echoed"), (long long)total);
+}
+
+/* Clients that close or reset mid-message, or right after connecting, hurt nobody else. */
+UT_TEST_T(vanishing_clients, 30)
+{
+    struct server s;
+    server_start(&s, 0, NULL);
+    int keeper = client(s.port);
+    assert_true(keeper >= 0);
+    assert_int_equal(echo_once(keeper, 100, 1), 0);
+
+    static unsigned char half[2000];
+    pattern(half, sizeof half, 5);
+    for (int i = 0; i < 90; i++) {
+        int fd = client(s.port);
+        assert_true(fd >= 0);
+        switch (i % 3) {
+        case 0:   /* half a message, then FIN with the echo unread (the kernel then resets) */
+            assert_int_equal(send_all(fd, half, sizeof half), 0);
+            close(fd);
+            break;
+        case 1:   /* half a message, then RST */
+            assert_int_equal(send_all(fd, half, sizeof half), 0);
+            close_rst(fd);
+            break;
+        default:  /* nothing at all, then RST */
+            close_rst(fd);
+            break;
+        }
+        if (i % 10 == 9)
+            assert_int_equal(echo_once(keeper, 1000, (uint32_t)i), 0);
+    }
+    assert_alive(&s);
+    for (int i = 0; i < 10; i++) {
+        int fd = client(s.port);
+        assert_true(fd >= 0);
+        assert_int_equal(echo_once(fd, 3000, (uint32_t)(100 + i)), 0);
+        close(fd);
+    }
+    assert_int_equal(echo_once(keeper, 5000, 77), 0);
+    close(keeper);
+    sleep_ms(100);   /* let the server see the last closes before it stops */
+
+    int st = server_stop(&s, SIGTERM, 5000, NULL);
+    assert_true(EXITED_WITH(st, 0));
+    long long accepted = counter(&s, "accepted");
+    assert_true(accepted >= 11 && accepted <= 101);
+    assert_int_equal(counter(&s, "errors"), 0);
+    assert_int_equal(counter(&s, "closed_by_peer") + counter(&s, "cancelled"), accepted);
+}
+
+/* A client that sends nothing is closed after --idle-timeout; one that keeps talking is not. */
+UT_TEST_T(idle_clients_time_out, 20)
+{
+    struct server s;
+    server_start(&s, 0, (const char *[]){ "--idle-timeout", "300", NULL });
+    int idle = client(s.port);
+    int busy = client(s.port);
+    assert_true(idle >= 0 && busy >= 0);
+    uint64_t t0 = now_ms(), closed_at = 0;
+    for (int tick = 1; tick <= 10; tick++) {   /* 1 s: a byte every 100 ms on the busy one */
+        uint64_t next = t0 + (uint64_t)tick * 100, now;
+        while ((now = now_ms()) < next) {
+            if (closed_at)
+                sleep_ms((unsigned)(next - now));
+            else if (closed_by_server(idle, (unsigned)(next - now)))
+                closed_at = now_ms();
+        }
+        assert_int_equal(echo_once(busy, 1, (uint32_t)tick), 0);
+    }
+    assert_true(closed_at != 0);
+    uint64_t after = closed_at - t0;
+    if (after < 250 || after > 900)
+        fail_msg("the idle client was closed after %llu ms, not about 300",
+                 (unsigned long long)after);
+    close(idle);
+    close(busy);
+    sleep_ms(50);
+
+    int st = server_stop(&s, SIGTERM, 5000, NULL);
+    assert_true(EXITED_WITH(st, 0));
+    assert_int_equal(counter(&s, "closed_idle"), 1);
+    assert_int_equal(counter(&s, "closed_by_peer"), 1);
+}
+
+/* Past --max-conns a connection is accepted and closed at once; a freed slot serves again. */
+UT_TEST_T(max_conns_refuses_the_excess, 20)
+{
+    struct server s;
+    server_start(&s, 0, (const char *[]){ "--max-conns", "5", NULL });
+    int fds[5];
+    for (int i = 0; i < 5; i++) {
+        fds[i] = client(s.port);
+        assert_true(fds[i] >= 0);
+        assert_int_equal(echo_once(fds[i], 10, (uint32_t)i), 0);
+    }
+    int extra = client(s.port);
+    assert_true(extra >= 0);
+    assert_true(closed_by_server(extra, 2000));
+    close(extra);
+    for (int i = 0; i < 5; i++)   /* the five are still served */
+        assert_int_equal(echo_once(fds[i], 10, (uint32_t)(i + 10)), 0);
+
+    close(fds[0]);
+    int served = 0;
+    for (int tries = 0; tries < 100 && !served; tries++) {   /* until the server sees the close */
+        int fd = client(s.port);
+        assert_true(fd >= 0);
+        set_rcvtimeo(fd, 2000);
+        served = echo_once(fd, 10, 42) == 0;
+        close(fd);
+        if (!served)
+            sleep_ms(20);
+    }
+    assert_true(served);
+    for (int i = 1; i < 5; i++)
+        close(fds[i]);
+
+    int st = server_stop(&s, SIGTERM, 5000, NULL);
+    assert_true(EXITED_WITH(st, 0));
+    assert_true(counter(&s, "refused") >= 1);
+    assert_true(counter(&s, "accepted") >= 6);
+}
+
+/* Under RLIMIT_NOFILE 64, 120 clients: accept meets EMFILE, backs off without burning CPU, keeps
+   serving the connections it has, and serves new ones once fds are free again. */
+UT_TEST_T(fd_exhaustion_backs_off, 30)
+{
+    struct server s;
+    server_start(&s, 64, NULL);
+    enum { SERVED = 20, FLOOD = 100 };
+    int fds[SERVED + FLOOD];
+    for (int i = 0; i < SERVED; i++) {
+        fds[i] = client(s.port);
+        assert_true(fds[i] >= 0);
+        assert_int_equal(echo_once(fds[i], 100, (uint32_t)i), 0);
+    }
+    for (int i = SERVED; i < SERVED + FLOOD; i++) {   /* they wait in the backlog past ~55 */
+        fds[i] = client(s.port);
+        assert_true(fds[i] >= 0);
+    }
+    sleep_ms(300);
+    long long ticks0 = cpu_ticks(s.pid);
+    sleep_ms(1000);
+    long long used = cpu_ticks(s.pid) - ticks0;
+    long hz = sysconf(_SC_CLK_TCK);
+    if (used * 10 > hz)   /* more than 10% of a CPU: spinning */
+        fail_msg("the server used %lld of %ld ticks in 1 s while out of fds", used, hz);
+    assert_alive(&s);
+    for (int i = 0; i < SERVED; i++)
+        assert_int_equal(echo_once(fds[i], 100, (uint32_t)(i + 1000)), 0);
+
+    for (int i = 0; i < SERVED + FLOOD; i++)
+        close(fds[i]);
+    int fd = client(s.port);   /* behind the flood in the backlog, served once fds free up */
+    assert_true(fd >= 0);
+    assert_int_equal(echo_once(fd, 1000, 7), 0);
+    close(fd);
+    sleep_ms(50);
+
+    int st = server_stop(&s, SIGTERM, 5000, NULL);
+    assert_true(EXITED_WITH(st, 0));
+    assert_true(counter(&s, "emfile_backoffs") > 0);
+    assert_int_equal(counter(&s, "accepted"), SERVED + FLOOD + 1);
+    assert_int_equal(counter(&s, "errors"), 0);
+}
+
+/* SIGTERM: the listener closes at once, live connections are served during --grace, the rest
+   are closed when it ends, the server exits 0 and prints its counters. */
+UT_TEST_T(sigterm_graceful_shutdown, 20)
+{
+    struct server s;
+    server_start(&s, 0, (const char *[]){ "--grace", "600", NULL });
+    int waiting = client(s.port), active = client(s.port), leaving = client(s.port);
+    assert_true(waiting >= 0 && active >= 0 && leaving >= 0);
+    assert_int_equal(echo_once(waiting, 10, 1), 0);
+    assert_int_equal(echo_once(active, 10, 2), 0);
+    assert_int_equal(echo_once(leaving, 10, 3), 0);
+    /* "waiting" stays connected, in the middle of a conversation, and waits for the server */
+    assert_int_equal(echo_once(waiting, 500, 5), 0);
+
+    uint64_t t0 = now_ms();
+    assert_int_equal(kill(s.pid, SIGTERM), 0);
+    assert_int_equal(echo_once(active, 1000, 4), 0);   /* still served during the grace period */
+
+    int refused = 0;   /* new clients: refused once the listener is closed */
+    while (!refused && now_ms() - t0 < 500) {
+        int fd = client(s.port);
+        if (fd == -ECONNREFUSED)
+            refused = 1;
+        else if (fd >= 0)
+            close(fd);
+        sleep_ms(10);
+    }
+    assert_true(refused);
+    close(leaving);   /* finishes on its own within the grace period */
+
+    /* The waiting client's connection is closed when the grace period ends. */
+    set_rcvtimeo(waiting, 3000);
+    char c;
+    ssize_t r = recv(waiting, &c, 1, 0);
+    uint64_t closed_after = now_ms() - t0;
+    assert_true(r == 0 || (r < 0 && errno == ECONNRESET));
+    if (closed_after < 500 || closed_after > 1600)
+        fail_msg("connection closed %llu ms after SIGTERM, grace is 600",
+                 (unsigned long long)closed_after);
+
+    read_output(&s, "emfile_backoffs", 2000);
+    int status = 0;
+    pid_t w;
+    while ((w = waitpid(s.pid, &status, WNOHANG)) == 0 && now_ms() - t0 < 2100)
+        sleep_ms(5);
+    assert_int_equal(w, s.pid);   /* exited within grace + 1.5 s */
+    close(s.out);
+    assert_true(EXITED_WITH(status, 0));
+    assert_non_null(strstr(s.buf, "stopped by SIGTERM"));
+    assert_int_equal(counter(&s, "cancelled"), 2);   /* waiting and active */
+    assert_int_equal(counter(&s, "closed_by_peer"), counter(&s, "accepted") - 2);
+    assert_true(counter(&s, "bytes_echoed") >= 10 * 3 + 500 + 1000);
+    close(waiting);
+    close(active);
+}
+
+/* SIGINT with nothing connected: no grace period to wait out. */
+UT_TEST_T(sigint_idle_server_exits_at_once, 10)
+{
+    struct server s;
+    server_start(&s, 0, (const char *[]){ "--grace", "5000", NULL });
+    uint64_t took = 0;
+    int st = server_stop(&s, SIGINT, 3000, &took);
+    assert_true(EXITED_WITH(st, 0));
+    assert_true(took < 1000);
+    assert_non_null(strstr(s.buf, "stopped by SIGINT"));
+    assert_int_equal(counter(&s, "accepted"), 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(options_help_and_errors),
+        cmocka_unit_test(many_concurrent_clients),
+        cmocka_unit_test(vanishing_clients),
+        cmocka_unit_test(idle_clients_time_out),
+        cmocka_unit_test(max_conns_refuses_the_excess),
+        cmocka_unit_test(fd_exhaustion_backs_off),
+        cmocka_unit_test(sigterm_graceful_shutdown),
+        cmocka_unit_test(sigint_idle_server_exits_at_once),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
