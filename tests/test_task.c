@@ -299,6 +299,121 @@ UT_TEST(join_and_detach_errors)
     assert_int_equal(r.joined_while_joined, -EINVAL);
 }
 
+/* A handle that was joined stays dead even when its memory serves a new task: joining or
+   cancelling it again must not reach the new task. */
+struct stale_res {
+    int reused;
+    int stale_join;
+    int stale_detach;
+    int new_join;
+    int new_sleep;
+};
+
+static int sleep_then_7(void *arg)
+{
+    struct stale_res *r = arg;
+    r->new_sleep = urt_sleep(URT_MSEC(5));
+    return 7;
+}
+
+static int stale_main(void *arg)
+{
+    struct stale_res *r = arg;
+    urt_task *t = urt_spawn(times_ten, (void *)(intptr_t)1);
+    EXPECT_EQ(urt_join(t), 10);
+    /* spawn until the runtime hands out the same memory again (it may colour or rotate) */
+    urt_task *u = NULL;
+    for (int i = 0; i < 256; i++) {
+        u = urt_spawn(sleep_then_7, r);
+        if (u == t)
+            break;
+        EXPECT_EQ(urt_join(u), 7);
+    }
+    r->reused = (u == t);
+    urt_cancel(t);                          /* t is gone: this must do nothing */
+    r->stale_join = urt_join(t);            /* already joined: -EINVAL */
+    r->stale_detach = urt_detach_checked(t);
+    r->new_join = urt_join(u);
+    return 0;
+}
+
+UT_TEST(stale_handle_does_not_reach_new_task)
+{
+    struct stale_res r;
+    memset(&r, 0, sizeof r);
+    assert_int_equal(urt_run(stale_main, &r, NULL), 0);
+    UT_NOTE("  the new task %s the joined task's handle; stale join %d, stale detach %d, new "
+            "task's sleep %d, its join %d\n", r.reused ? "reuses" : "does not reuse",
+            r.stale_join, r.stale_detach, r.new_sleep, r.new_join);
+    assert_int_equal(r.stale_join, -EINVAL);
+    assert_int_equal(r.stale_detach, -EINVAL);
+    assert_int_equal(r.new_sleep, 0);
+    assert_int_equal(r.new_join, 7);
+}
+
+/* A stack overflow is reported with the task's name and stack size, and the process aborts
+   (DESIGN.md section 3). The child gets the default SIGSEGV disposition, as a program has. */
+static volatile int keep_going = 1;
+
+static int recurse(void *arg)
+{
+    volatile char pad[512];
+    pad[0] = (char)(uintptr_t)arg;
+    if (!keep_going)
+        return pad[0];
+    return recurse((void *)((uintptr_t)arg + 1)) + pad[0];
+}
+
+static int overflow_main(void *arg)
+{
+    (void)arg;
+    struct urt_spawn_opts o = { .name = "deep-recursion", .stack_size = 64 * 1024 };
+    urt_task *t = urt_spawn_ex(recurse, NULL, &o);
+    urt_join(t);
+    return 0;
+}
+
+static void stack_overflow_child(void)
+{
+    int p[2];
+    assert_int_equal(pipe(p), 0);
+    fflush(stdout);
+    fflush(stderr);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        dup2(p[1], 2);
+        signal(SIGSEGV, SIG_DFL);
+        signal(SIGABRT, SIG_DFL);
+        urt_run(overflow_main, NULL, NULL);
+        _exit(0);   /* not reached when the overflow is caught */
+    }
+    close(p[1]);
+    char text[4096] = { 0 };
+    size_t len = 0;
+    ssize_t n;
+    while (len < sizeof text - 1 && (n = read(p[0], text + len, sizeof text - 1 - len)) > 0)
+        len += (size_t)n;
+    close(p[0]);
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    UT_NOTE("  %s", text);
+    /* it did not return normally */
+    assert_false(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+#if !defined(__SANITIZE_ADDRESS__)
+    /* (under ASan, ASan's own SIGSEGV handler reports the overflow instead) */
+    assert_true(WIFSIGNALED(status));
+    assert_int_equal(WTERMSIG(status), SIGABRT);
+    assert_non_null(strstr(text, "deep-recursion"));
+    assert_non_null(strstr(text, "overflow"));
+#endif
+}
+
+UT_TEST(stack_overflow_is_reported)
+{
+    stack_overflow_child();
+}
+
 /* A detached task runs to its end on its own. */
 static int set_flag_later(void *arg)
 {
@@ -1177,6 +1292,8 @@ int main(void)
         cmocka_unit_test(spawn_join_returns_status),
         cmocka_unit_test(spawn_runs_in_fifo_order_after_caller),
         cmocka_unit_test(join_and_detach_errors),
+        cmocka_unit_test(stale_handle_does_not_reach_new_task),
+        cmocka_unit_test(stack_overflow_is_reported),
         cmocka_unit_test(detached_task_runs_to_completion),
         cmocka_unit_test(ids_and_names),
         cmocka_unit_test(spawn_ex_stack_sizes),

@@ -52,6 +52,11 @@ UT_TEST(sleep_lasts_at_least_its_time)
     assert_int_equal(r.r_past, 0);
     assert_true(r.past_ns < URT_SEC(1));
     assert_int_equal(r.r_zero, 0);
+    /* how late the timers fired: something, and not seconds */
+    struct urt_stats st;
+    urt_stats(&st);
+    assert_true(st.timer_late_max_ns > 0);
+    assert_true(st.timer_late_max_ns < URT_SEC(5));
 }
 
 /* urt_sleep(0) is a yield: the other ready tasks run before it returns. */

@@ -80,6 +80,9 @@ static void ut_run_in_child(void (*body)(void), unsigned timeout_s, const char *
         setenv("CMOCKA_TEST_ABORT", "1", 1);
         signal(SIGPIPE, SIG_IGN);   /* a write to a vanished peer must come back as -EPIPE */
         signal(SIGALRM, SIG_DFL);
+        /* cmocka's handler would hide urt's stack-overflow report (urt installs its own only
+           over the default disposition) */
+        signal(SIGSEGV, SIG_DFL);
         alarm(timeout_s);
         ut_fails = 0;
         body();
