@@ -551,6 +551,23 @@ UT_TEST(spawn_ex_stack_sizes)
     assert_int_equal(urt_run(stack_size_main, NULL, NULL), 0);
 }
 
+/* urt_config.stack_size is "rounded up to whole pages; one guard page is added below it": a
+   default of 2 KiB still gives each task a page of stack. */
+static int small_default_main(void *arg)
+{
+    (void)arg;
+    urt_task *t = urt_spawn(use_stack, (void *)(uintptr_t)3000);
+    EXPECT(t != NULL);
+    EXPECT_EQ(urt_join(t), 0);
+    return 0;
+}
+
+UT_TEST(config_small_stack_size_rounds_to_a_page)
+{
+    struct urt_config cfg = { .stack_size = 2048 };
+    assert_int_equal(urt_run(small_default_main, NULL, &cfg), 0);
+}
+
 /* Tasks of many different stack sizes can live side by side. */
 static int many_sizes_main(void *arg)
 {
@@ -1297,6 +1314,7 @@ int main(void)
         cmocka_unit_test(detached_task_runs_to_completion),
         cmocka_unit_test(ids_and_names),
         cmocka_unit_test(spawn_ex_stack_sizes),
+        cmocka_unit_test(config_small_stack_size_rounds_to_a_page),
         cmocka_unit_test(spawn_ex_many_stack_sizes),
         cmocka_unit_test(spawn_without_memory_is_enomem),
         cmocka_unit_test(yield_round_robin),
