@@ -956,13 +956,14 @@ static void every_call(struct all_calls *a, int pfd_r, int pfd_w, int sock)
     a->r[i++] = urt_sleep(0);
     a->r[i++] = urt_yield();
     urt_task *t = urt_spawn(child_ok, NULL);   /* spawning is not a blocking call */
-    a->r[i++] = urt_join(t);
+    int joined = urt_join(t);
+    a->r[i++] = joined;
     a->r[i++] = urt_chan_send(c, &v);
     a->r[i++] = urt_chan_recv(c, &v);
     a->r[i++] = urt_group_wait(g);
     a->n = i;
-    if (t && a->r[i - 4] != 0)
-        urt_detach(t);
+    if (t && joined != 0)
+        urt_detach(t);   /* the join failed: t was not released */
     urt_group_free(g);
     urt_chan_free(c);
 }
