@@ -63,16 +63,38 @@ typedef int (*urt_fn)(void *arg);
 
 /* Settings for urt_run. Zero-initialised fields (or a NULL pointer) take the defaults. */
 struct urt_config {
-    unsigned ring_entries;   /* submission queue size; default 256. The completion queue is sized
-                                generously above it (and the kernel never drops a completion), so
-                                a small ring limits only how many SQEs go per io_uring_enter.     */
-    size_t   stack_size;     /* default stack size of a task in bytes; default 64 KiB. Rounded up
-                                to whole pages; one guard page is added below it.                  */
-    unsigned stack_pool_max; /* how many freed stacks keep their memory for reuse; default 4096.
-                                Freed stacks beyond it give their pages back (madvise).           */
+    unsigned ring_entries;   /* submission queue size; default 256, at least 8 (smaller values
+                                are raised to 8). The completion queue is 8 times larger, and
+                                the kernel never drops a completion, so the ring size limits
+                                only how many SQEs go per io_uring_enter.                        */
+    size_t   stack_size;     /* default stack size of a task in bytes; default 64 KiB. See
+                                "Stacks" below. The first task always gets at least 64 KiB.      */
+    unsigned stack_pool_max; /* freed stacks of each size that keep their memory for reuse;
+                                default 4096. The pages of stacks freed beyond it go back to the
+                                kernel in batches of up to 256, or when the scheduler next waits. */
     int      quiet;          /* nonzero: urt_run prints nothing when io_uring is unavailable.     */
     unsigned blocking_threads; /* most helper threads for urt_blocking; default 4, at most 64.   */
 };
+
+/*
+ * Stacks. A task's stack is carved from a large shared mapping (so a million tasks do not need a
+ * million mappings), and only the pages a task touches cost memory: an idle task costs about one
+ * 4 KiB page, its header included.
+ *
+ *  - A size of 4096 bytes or more is rounded up to whole pages, at least 16 KiB, with a guard page
+ *    below it. A task that overflows into its guard is reported on stderr by id, name and stack
+ *    size, and the process aborts (SIGABRT).
+ *  - A size under 4096 asks for a compact stack: a 1, 2 or 4 KiB slot (the size rounded up to a
+ *    power of two, at least 1 KiB), several to a page, about 200 bytes of it taken by the task's
+ *    header: an idle task then costs about half a page. Compact stacks have no guard page: an
+ *    overflow is found by a canary word checked at every switch, or by the fault it causes, and
+ *    reported the same way - but by then it may have corrupted the neighbouring task's memory, and
+ *    a frame larger than the rest of the stack can step over the canary. Keep compact tasks to
+ *    shallow code: no printf-family calls, no deep recursion, no large locals; link with
+ *    -Wl,-z,now (the lazy binding of a first call into a shared library needs over 1 KiB of
+ *    stack); signal handlers must run on an alternate stack (SA_ONSTACK). Sanitizer builds give
+ *    compact requests ordinary 16 KiB stacks, since instrumented frames are several times larger.
+ */
 
 /*
  * Starts a runtime on the calling thread and runs main_fn(arg) as its first task. When main_fn
@@ -128,6 +150,13 @@ unsigned urt_ring_flags(void);
 /*  Tasks                                                                                         */
 /* ============================================================================================== */
 
+/*
+ * A task handle. It is opaque: not the task's address. A handle stays recognisable after its
+ * task is released, so joining, detaching or cancelling through a stale handle is an error
+ * (-EINVAL) or does nothing, instead of reaching a later task that reuses the memory (the check
+ * compares 22 bits of the task id: it could be fooled only by a handle kept across about four
+ * million spawns). Handles belong to the runtime that made them and die with it.
+ */
 typedef struct urt_task urt_task;
 
 /*
@@ -142,8 +171,8 @@ urt_task *urt_spawn(urt_fn fn, void *arg);
 
 /* Options for urt_spawn_ex. Zero fields take the defaults. */
 struct urt_spawn_opts {
-    size_t      stack_size;  /* bytes, rounded up to whole pages; 0: the runtime's default. At
-                                least 16 KiB are granted.                                         */
+    size_t      stack_size;  /* bytes, as urt_config.stack_size (see "Stacks" above); 0: the
+                                runtime's default.                                                */
     const char *name;        /* copied (up to 31 bytes); shown by urt_task_name and in reports   */
 };
 
@@ -305,7 +334,8 @@ typedef struct urt_group urt_group;
 /* (T) A new empty group; NULL and errno ENOMEM or EPERM. */
 urt_group *urt_group_new(void);
 
-/* (T) Spawns fn(arg) into g. 0, or -EINVAL (g or fn NULL), -ENOMEM, -EPERM, -ECANCELED (the
+/* (T) Spawns fn(arg) into g. Any task of the runtime may spawn into a group, not only its
+   owner. 0, or -EINVAL (g or fn NULL), -ENOMEM, -EPERM, -ECANCELED (the
    group has been cancelled or has failed: no new task starts). */
 int urt_group_spawn(urt_group *g, urt_fn fn, void *arg);
 int urt_group_spawn_ex(urt_group *g, urt_fn fn, void *arg, const struct urt_spawn_opts *opts);

@@ -173,24 +173,27 @@ static int submit(struct urt_runtime *rt, struct urt__blocking *b, struct job *j
     return err;
 }
 
-/* Runs fn(arg) on a helper thread. cancellable: the caller may leave on cancel or deadline, and
-   cleanup(arg, result) then runs when the job ends; otherwise the caller waits it out. */
+/*
+ * Runs fn(arg) on a helper thread. cancellable: the caller may leave on cancel or deadline, and
+ * cleanup(arg, result) then runs when the job ends; otherwise the caller waits it out. When the
+ * call fails (returns nonzero), cleanup(arg, -1) has run or will run: arg is no longer the
+ * caller's. On success *result is fn's and arg is the caller's again.
+ */
 int urt__blocking_call(urt_fn fn, void *arg, void (*cleanup)(void *, int), bool cancellable,
                        int *result)
 {
     struct urt_runtime *rt = urt__rt;
     struct urt_task *self = urt__self();
-    if (!self)
-        return -EPERM;
-    if (!fn)
-        return -EINVAL;
-    int err = urt__check_blocking(self);
-    if (err)
-        return err;
-    struct urt__blocking *b = pool(rt);
+    int err = !self ? -EPERM : !fn ? -EINVAL : urt__check_blocking(self);
+    struct urt__blocking *b = err ? NULL : pool(rt);
     struct job *j = b ? calloc(1, sizeof *j) : NULL;
-    if (!j)
-        return -ENOMEM;
+    if (!err && !j)
+        err = -ENOMEM;
+    if (err) {
+        if (cleanup)
+            cleanup(arg, -1);
+        return err;
+    }
     struct urt__waiter w = { .what = "blocking", .obj = (void *)fn };
     j->fn = fn;
     j->arg = arg;
@@ -199,6 +202,8 @@ int urt__blocking_call(urt_fn fn, void *arg, void (*cleanup)(void *, int), bool 
     err = submit(rt, b, j);
     if (err) {
         free(j);
+        if (cleanup)
+            cleanup(arg, -1);
         return err;
     }
     urt__blocking_rearm(rt);
@@ -301,7 +306,7 @@ int urt_getaddrinfo(const char *node, const char *service, const struct addrinfo
     int err = urt__blocking_call(run_gai, g, free_gai, true, &result);
     if (err) {
         errno = -err;
-        return EAI_SYSTEM;   /* the job, if started, is cleaned up when it ends */
+        return EAI_SYSTEM;   /* g is freed now, or when the abandoned lookup ends */
     }
     *res = g->res;
     if (result == EAI_SYSTEM)

@@ -52,7 +52,7 @@ int urt_group_spawn(urt_group *g, urt_fn fn, void *arg)
 static void cancel_members(urt_group *g)
 {
     for (struct urt_task *t = g->members; t; t = t->group_next)
-        urt_cancel(t);
+        urt__cancel(urt__rt, t);
 }
 
 /* A member returned: take its status; the group's task releases it (task.c). */

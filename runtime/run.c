@@ -29,6 +29,9 @@ int urt_run(urt_fn main_fn, void *arg, const struct urt_config *cfg)
         c.stack_pool_max = DEFAULT_POOL_MAX;
     if (c.ring_entries > 32768 || !urt__stack_round(c.stack_size))
         return -EINVAL;
+    /* Room for a linked close (3 SQEs) and for cancels beside ordinary operations. */
+    if (c.ring_entries < 8)
+        c.ring_entries = 8;
 
     struct urt_runtime *rt = calloc(1, sizeof *rt);
     if (!rt)

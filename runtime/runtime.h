@@ -197,7 +197,9 @@ void urt__exit_switch(struct urt_runtime *rt) __attribute__((noreturn));
 struct urt_task *urt__task_new(struct urt_runtime *rt, urt_fn fn, void *arg,
                                const struct urt_spawn_opts *opts);
 void urt__task_release(struct urt_runtime *rt, struct urt_task *t);
-bool urt__task_valid(const struct urt_task *t);
+struct urt_task *urt__task_of(const urt_task *handle);   /* NULL: not a live task's handle */
+urt_task *urt__handle(struct urt_task *t);
+void urt__cancel(struct urt_runtime *rt, struct urt_task *t);
 void urt__task_main(struct urt_task *t) __attribute__((noreturn));
 
 /* waiter queues (sched.c) */

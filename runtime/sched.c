@@ -354,7 +354,9 @@ void urt__sched_loop(struct urt_runtime *rt)
         }
         if (rt->st.tasks_live == 0)
             break;
-        /* Nothing ready: block until a completion or the earliest timer. */
+        /* Nothing ready: give back pages of stacks freed beyond the pool's mark, then block
+           until a completion or the earliest timer. */
+        urt__stack_trim(&rt->stacks);
         struct urt_task *first = urt__timer_first(&rt->timers);
         if (!urt__ring_busy(rt) && !first) {
             break_deadlock(rt);

@@ -26,6 +26,15 @@
 
 #include "stack.h"
 
+/* Valgrind must be told which memory is a stack, or every switch looks like a wild write. The
+   client requests cost a few instructions when not running under Valgrind. */
+#if defined(__has_include)
+#if __has_include(<valgrind/valgrind.h>)
+#include <valgrind/valgrind.h>
+#define URT_VALGRIND 1
+#endif
+#endif
+
 #define likely(x) __builtin_expect(!!(x), 1)
 
 #ifndef MADV_GUARD_INSTALL
@@ -61,21 +70,23 @@ size_t urt__stack_round(size_t usable)
     return usable + PAGE;   /* + the guard page */
 }
 
+static bool grow(void **arr, uint32_t *cap, uint32_t n, size_t elem);
+
 static struct urt__stack_class *class_for(struct urt__stack_pool *p, size_t len, bool create)
 {
     if (likely(p->last && p->last->len == len))
         return p->last;
-    for (int i = 0; i < URT__STACK_CLASSES; i++)
-        if (p->cls[i].len == len)
-            return p->last = &p->cls[i];
-    if (!create)
+    for (uint32_t i = 0; i < p->ncls; i++)
+        if (p->cls[i]->len == len)
+            return p->last = p->cls[i];
+    if (!create || !grow((void **)&p->cls, &p->cap_cls, p->ncls, sizeof *p->cls))
         return NULL;
-    for (int i = 0; i < URT__STACK_CLASSES; i++)
-        if (p->cls[i].len == 0) {
-            p->cls[i].len = (uint32_t)len;
-            return p->last = &p->cls[i];
-        }
-    return NULL;
+    struct urt__stack_class *c = calloc(1, sizeof *c);
+    if (!c)
+        return NULL;
+    c->len = (uint32_t)len;
+    p->cls[p->ncls++] = c;
+    return p->last = c;
 }
 
 static bool grow(void **arr, uint32_t *cap, uint32_t n, size_t elem)
@@ -131,7 +142,7 @@ int urt__stack_get(struct urt__stack_pool *p, size_t len, struct urt__stack *out
 {
     struct urt__stack_class *c = class_for(p, len, true);
     if (!c)
-        return -EINVAL;   /* more distinct stack sizes than classes */
+        return -ENOMEM;
     if (c->nwarm) {
         *out = c->warm[--c->nwarm];
         p->pooled--;
@@ -160,6 +171,9 @@ int urt__stack_get(struct urt__stack_pool *p, size_t len, struct urt__stack *out
     c->carve += len;
     if (len >= 2 * PAGE)
         out->guard = guard(p, out->base);
+#ifdef URT_VALGRIND
+    out->vg_id = VALGRIND_STACK_REGISTER(out->base + out->guard, out->base + len);
+#endif
     p->mapped++;
 canary:
     /* Only unguarded stacks carry a canary: on a guarded one it would cost a page per task. */
@@ -220,20 +234,44 @@ void urt__stack_put(struct urt__stack_pool *p, const struct urt__stack *s)
         trim_flush(p);
 }
 
+void urt__stack_trim(struct urt__stack_pool *p)
+{
+    if (p->ntrim)
+        trim_flush(p);
+}
+
 bool urt__stack_in_guard(const struct urt__stack *s, const void *addr)
 {
     const char *a = addr;
     return s->guard && a >= s->base && a < s->base + s->guard;
 }
 
+static void deregister(struct urt__stack *s, uint32_t n)
+{
+#ifdef URT_VALGRIND
+    for (uint32_t i = 0; i < n; i++)
+        VALGRIND_STACK_DEREGISTER(s[i].vg_id);
+#else
+    (void)s; (void)n;
+#endif
+}
+
 void urt__stack_pool_destroy(struct urt__stack_pool *p)
 {
+    /* Every stack is back in the pool by now: the runtime has released every task. */
+    for (uint32_t i = 0; i < p->ncls; i++) {
+        deregister(p->cls[i]->warm, p->cls[i]->nwarm);
+        deregister(p->cls[i]->cold, p->cls[i]->ncold);
+    }
+    deregister(p->trim, p->ntrim);
     for (uint32_t i = 0; i < p->narenas; i++)
         munmap(p->arenas[i].base, p->arenas[i].len);
     free(p->arenas);
-    for (int i = 0; i < URT__STACK_CLASSES; i++) {
-        free(p->cls[i].warm);
-        free(p->cls[i].cold);
+    for (uint32_t i = 0; i < p->ncls; i++) {
+        free(p->cls[i]->warm);
+        free(p->cls[i]->cold);
+        free(p->cls[i]);
     }
+    free(p->cls);
     memset(p, 0, sizeof *p);
 }

@@ -18,6 +18,7 @@ struct urt__stack {
     char     *base;    /* lowest address of the stack's slot                           */
     uint32_t  len;     /* the slot, guard included                                      */
     uint32_t  guard;   /* bytes of guard page at base (0: canary only)                 */
+    uint32_t  vg_id;   /* Valgrind's id for it, where built with Valgrind's header      */
 };
 
 /* The lowest usable word, which holds the canary on a stack without a guard page. */
@@ -34,8 +35,6 @@ struct urt__stack_class {
     uint32_t           nwarm, ncold, cap_warm, cap_cold;
 };
 
-#define URT__STACK_CLASSES 8
-
 struct urt__arena {
     char   *base;
     size_t  len;
@@ -44,7 +43,8 @@ struct urt__arena {
 #define URT__TRIM_BATCH 256
 
 struct urt__stack_pool {
-    struct urt__stack_class cls[URT__STACK_CLASSES];
+    struct urt__stack_class **cls;         /* one per slot size in use                      */
+    uint32_t                ncls, cap_cls;
     struct urt__stack_class *last;         /* the class used last: nearly always the one    */
     struct urt__stack       trim[URT__TRIM_BATCH]; /* freed beyond warm_max, pages not yet given
                                                       back: done in one batch of madvise calls */
@@ -62,6 +62,9 @@ struct urt__stack_pool {
 size_t urt__stack_round(size_t usable);
 int    urt__stack_get(struct urt__stack_pool *p, size_t len, struct urt__stack *out);
 void   urt__stack_put(struct urt__stack_pool *p, const struct urt__stack *s);
+/* Gives back the pages of stacks freed beyond the pool's mark (done in batches; the scheduler
+   also calls it before it waits). */
+void   urt__stack_trim(struct urt__stack_pool *p);
 void   urt__stack_pool_destroy(struct urt__stack_pool *p);
 /* Whether addr lies in s's guard page. */
 bool   urt__stack_in_guard(const struct urt__stack *s, const void *addr);

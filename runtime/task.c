@@ -72,9 +72,32 @@ void urt__task_release(struct urt_runtime *rt, struct urt_task *t)
     urt__stack_put(&rt->stacks, &s);
 }
 
-bool urt__task_valid(const struct urt_task *t)
+/*
+ * Handles. A task's memory is reused by later tasks, so a handle kept after urt_join would reach
+ * whichever task lives there now. The handle given out is therefore the header's address with
+ * 22 bits of the task's id in bits the address does not use: the low 6 (headers are 64-byte
+ * aligned) and the top 16 (user addresses have 47 bits). A stale handle fails the comparison,
+ * unless the same slot has since served a task whose id agrees in those 22 bits.
+ */
+#define HANDLE_ADDR 0x0000ffffffffffc0ull
+
+static inline urt_task *handle_of(struct urt_task *t)
 {
-    return t && ((uintptr_t)t & 63) == 0 && t->magic == URT__TASK_MAGIC;
+    uint64_t id = t->id;
+    return (urt_task *)((uintptr_t)t | (uintptr_t)(id & 63) | (uintptr_t)((id >> 6) & 0xffff) << 48);
+}
+
+struct urt_task *urt__task_of(const urt_task *h)
+{
+    struct urt_task *t = (struct urt_task *)((uintptr_t)h & HANDLE_ADDR);
+    if (!t || t->magic != URT__TASK_MAGIC || handle_of(t) != h)
+        return NULL;
+    return t;
+}
+
+urt_task *urt__handle(struct urt_task *t)
+{
+    return t ? handle_of(t) : NULL;
 }
 
 /* Cancels every task still running: the first task returned, or a group is being torn down. */
@@ -82,7 +105,7 @@ static void cancel_all(struct urt_runtime *rt)
 {
     for (struct urt_task *t = rt->all_tasks; t; t = t->all_next)
         if (t->state != URT__DONE)
-            urt_cancel(t);
+            urt__cancel(rt, t);
 }
 
 void urt__task_main(struct urt_task *t)
@@ -122,7 +145,7 @@ urt_task *urt_spawn_ex(urt_fn fn, void *arg, const struct urt_spawn_opts *opts)
         errno = EINVAL;
         return NULL;
     }
-    return urt__task_new(rt, fn, arg, opts);
+    return urt__handle(urt__task_new(rt, fn, arg, opts));
 }
 
 urt_task *urt_spawn(urt_fn fn, void *arg)
@@ -130,13 +153,14 @@ urt_task *urt_spawn(urt_fn fn, void *arg)
     return urt_spawn_ex(fn, arg, NULL);
 }
 
-int urt_join(urt_task *t)
+int urt_join(urt_task *h)
 {
     struct urt_runtime *rt = urt__rt;
     struct urt_task *self = urt__self();
     if (!self)
         return -EPERM;
-    if (!urt__task_valid(t) || (t->flags & (URT__DETACHED | URT__JOINED | URT__IN_GROUP)))
+    struct urt_task *t = urt__task_of(h);
+    if (!t || (t->flags & (URT__DETACHED | URT__JOINED | URT__IN_GROUP)))
         return -EINVAL;
     if (t == self)
         return -EDEADLK;
@@ -155,12 +179,13 @@ int urt_join(urt_task *t)
     return status;
 }
 
-int urt_detach_checked(urt_task *t)
+int urt_detach_checked(urt_task *h)
 {
     struct urt_runtime *rt = urt__rt;
     if (!urt__self())
         return -EPERM;
-    if (!urt__task_valid(t) || (t->flags & (URT__DETACHED | URT__JOINED | URT__IN_GROUP)))
+    struct urt_task *t = urt__task_of(h);
+    if (!t || (t->flags & (URT__DETACHED | URT__JOINED | URT__IN_GROUP)))
         return -EINVAL;
     if (t->state == URT__DONE)
         urt__task_release(rt, t);
@@ -174,32 +199,42 @@ void urt_detach(urt_task *t)
     (void)urt_detach_checked(t);
 }
 
-void urt_cancel(urt_task *t)
+void urt__cancel(struct urt_runtime *rt, struct urt_task *t)
 {
-    struct urt_runtime *rt = urt__rt;
-    if (!urt__self() || !urt__task_valid(t) || t->state == URT__DONE)
+    if (t->state == URT__DONE)
         return;
     t->flags |= URT__CANCELLED;
     urt__interrupt(rt, t);
 }
 
+void urt_cancel(urt_task *h)
+{
+    struct urt_task *t = urt__self() ? urt__task_of(h) : NULL;
+    if (t)
+        urt__cancel(urt__rt, t);
+}
+
 urt_task *urt_self(void)
 {
-    return urt__self();
+    return urt__handle(urt__self());
 }
 
-uint64_t urt_task_id(const urt_task *t)
+/* The task a handle names, NULL meaning the caller; NULL when there is none. */
+static struct urt_task *task_or_self(const urt_task *h)
 {
-    if (!t)
-        t = urt__self();
-    return urt__task_valid(t) ? t->id : 0;
+    return h ? urt__task_of(h) : urt__self();
 }
 
-const char *urt_task_name(const urt_task *t)
+uint64_t urt_task_id(const urt_task *h)
 {
-    if (!t)
-        t = urt__self();
-    return urt__task_valid(t) ? t->name : "";
+    struct urt_task *t = task_or_self(h);
+    return t ? t->id : 0;
+}
+
+const char *urt_task_name(const urt_task *h)
+{
+    struct urt_task *t = task_or_self(h);
+    return t ? t->name : "";
 }
 
 int urt_cancelled(void)
