@@ -538,8 +538,8 @@ static int stack_size_main(void *arg)
     t = urt_spawn_ex(use_stack, (void *)(uintptr_t)(8 * 1024), &page);
     EXPECT(t != NULL);
     EXPECT_EQ(urt_join(t), 0);
-    struct urt_spawn_opts tiny = { .stack_size = 1 };   /* compact: a 1 KiB slot */
-    t = urt_spawn_ex(use_stack, (void *)(uintptr_t)256, &tiny);
+    struct urt_spawn_opts tiny = { .stack_size = 1500 };   /* compact: a 2 KiB slot */
+    t = urt_spawn_ex(use_stack, (void *)(uintptr_t)600, &tiny);
     EXPECT(t != NULL);
     EXPECT_EQ(urt_join(t), 0);
     return 0;
