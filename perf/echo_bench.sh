@@ -1,0 +1,270 @@
+#!/usr/bin/env bash
+# echo_bench.sh - urt's echo server against the hand-written baselines (raw liburing, epoll).
+#
+# Builds nothing: it expects build/ (cmake -S . -B build && cmake --build build). For every
+# combination of connection count and message size it starts each server afresh, pinned to CPU 0
+# (taskset -c 0), and runs build/perf/echo_load pinned to CPU 1 against it: --warmup seconds of
+# load, then a measured window of --seconds. echo_load reads the server's utime+stime from
+# /proc/PID/stat at the window's two edges (--server-pid), so the CPU time is the window's only.
+# The table gives requests per second and server CPU microseconds per request, each also as a
+# ratio to the raw liburing baseline of the same combination in the same run (rps: higher is
+# better; CPU/req: lower is better). A row whose load generator was itself saturated is marked:
+# its req/s is a floor, and only its CPU per request compares cleanly. (Over loopback a send also
+# runs the receiver's TCP path, so the generator costs about what a lean server does per request:
+# against the fastest servers both ends saturate together.)
+#
+# The machine may be shared: before each run the script waits for a quiet second, and a run in
+# whose window other processes used >= 10% of a core is repeated (--retries) or marked.
+#
+# Servers are stopped with SIGTERM (SIGKILL after 5 s) at the end of each row, and on any exit
+# of the script; nothing is left running.
+set -u
+
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/.." && pwd)
+build="$root/build"
+seconds=5
+warmup=1
+conns_list="100 1000"
+sizes_list="64 4096"
+retries=2
+quiet_wait=60
+
+usage() {
+    cat <<EOF
+usage: $0 [--seconds S] [--warmup W] [--conns "C1 C2.."] [--sizes "M1 M2.."] [--retries N]
+       [--quiet-wait S] [--build DIR] [--help]
+
+Runs urt's echo server (build/examples/echo_server) and the baselines build/perf/echo_uring
+(raw liburing) and build/perf/echo_epoll, each pinned to CPU 0, under build/perf/echo_load
+pinned to CPU 1, and prints requests/s and server CPU us/request, with ratios to echo_uring.
+Builds nothing.
+
+  --seconds S   measured window per run (default 5)
+  --warmup W    warm-up seconds before it (default 1)
+  --conns L     connection counts (default "100 1000")
+  --sizes L     message sizes in bytes (default "64 4096")
+  --retries N   runs again, up to N times, a run that other processes disturbed (they used
+                >= 10% of a core in its window, as echo_load measures); default 2
+  --quiet-wait S  before each run, waits up to S seconds (default 60) for a second in which
+                the machine is idle (< 10% of a core busy); 0: do not wait
+  --build DIR   the build directory (default $root/build)
+  --help        print this help and exit
+EOF
+}
+
+while [ $# -gt 0 ]; do
+    case "$1" in
+    --seconds) seconds=${2:?}; shift 2 ;;
+    --warmup) warmup=${2:?}; shift 2 ;;
+    --conns) conns_list=${2:?}; shift 2 ;;
+    --sizes) sizes_list=${2:?}; shift 2 ;;
+    --retries) retries=${2:?}; shift 2 ;;
+    --quiet-wait) quiet_wait=${2:?}; shift 2 ;;
+    --build) build=${2:?}; shift 2 ;;
+    --help|-h) usage; exit 0 ;;
+    *) echo "$0: unknown option '$1'" >&2; usage >&2; exit 2 ;;
+    esac
+done
+for v in "$seconds" "$warmup" "$retries" "$quiet_wait" $conns_list $sizes_list; do
+    case "$v" in ''|*[!0-9]*) echo "$0: '$v' is not a whole number" >&2; exit 2 ;; esac
+done
+
+load="$build/perf/echo_load"
+for f in "$load" "$build/perf/echo_uring" "$build/perf/echo_epoll"; do
+    if [ ! -x "$f" ]; then
+        echo "$0: $f is missing: this script builds nothing; first run" >&2
+        echo "    cmake -S $root -B $build && cmake --build $build" >&2
+        exit 1
+    fi
+done
+
+# Pinning: server on CPU 0, load generator on CPU 1 (both unpinned where that is impossible).
+pin_srv="taskset -c 0"
+pin_load="taskset -c 1"
+if ! command -v taskset >/dev/null || ! taskset -c 1 true 2>/dev/null; then
+    echo "note: cannot pin to CPUs 0 and 1 (taskset missing or fewer than 2 CPUs): running unpinned"
+    pin_srv=""
+    pin_load=""
+fi
+
+# File descriptors: each side needs one per connection.
+max_conns=0
+for c in $conns_list; do [ "$c" -gt "$max_conns" ] && max_conns=$c; done
+need=$((max_conns + 256))
+hard=$(ulimit -Hn)
+if [ "$hard" != unlimited ] && [ "$hard" -lt "$need" ]; then
+    ulimit -Hn "$need" 2>/dev/null || true
+    hard=$(ulimit -Hn)
+fi
+ulimit -Sn "$hard" 2>/dev/null || true
+soft=$(ulimit -Sn)
+if [ "$soft" != unlimited ] && [ "$soft" -lt "$need" ]; then
+    echo "$0: ulimit -n is $soft, $need are needed for $max_conns connections" >&2
+    exit 1
+fi
+
+logs=$(mktemp -d "${TMPDIR:-/tmp}/echo_bench.XXXXXX")
+srv_pid=""
+
+stop_server() {
+    [ -n "$srv_pid" ] || return 0
+    if kill -0 "$srv_pid" 2>/dev/null; then
+        kill -TERM "$srv_pid" 2>/dev/null
+        for _ in $(seq 50); do kill -0 "$srv_pid" 2>/dev/null || break; sleep 0.1; done
+        if kill -0 "$srv_pid" 2>/dev/null; then
+            echo "warning: server pid $srv_pid ignored SIGTERM for 5 s: SIGKILL" >&2
+            kill -KILL "$srv_pid" 2>/dev/null
+        fi
+    fi
+    wait "$srv_pid" 2>/dev/null
+    srv_rc=$?
+    srv_pid=""
+    return 0
+}
+trap 'stop_server' EXIT
+trap 'stop_server; exit 130' INT TERM
+
+# start_server TAG BINARY: starts it on CPU 0 with port 0; sets srv_pid and srv_port.
+start_server() {
+    local tag=$1 bin=$2 out="$logs/$1.$3.out" err="$logs/$1.$3.err"
+    srv_port=""
+    # taskset execs the server: $! is the server's pid.
+    $pin_srv "$bin" --host 127.0.0.1 --port 0 >"$out" 2>"$err" &
+    srv_pid=$!
+    for _ in $(seq 100); do
+        local line
+        line=$(head -n 1 "$out" 2>/dev/null)
+        case "$line" in
+        "listening on "*) srv_port=${line##*:}; return 0 ;;
+        esac
+        kill -0 "$srv_pid" 2>/dev/null || break
+        sleep 0.05
+    done
+    echo "warning: $tag did not print 'listening on HOST:PORT' (see $out, $err)" >&2
+    stop_server
+    return 1
+}
+
+# Busy ticks of the whole machine so far (/proc/stat: user nice system irq softirq steal).
+busy_ticks() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9; exit }' /proc/stat; }
+hz=$(getconf CLK_TCK 2>/dev/null || echo 100)
+
+# The machine may be shared: wait (up to --quiet-wait seconds) for a second in which everything
+# else together used under 10% of a core, so that a run does not start in someone's build.
+wait_quiet() {
+    [ "$quiet_wait" -gt 0 ] || return 0
+    local waited=0 a b
+    while :; do
+        a=$(busy_ticks); sleep 1; b=$(busy_ticks)
+        [ $(((b - a) * 10)) -lt "$hz" ] && break
+        waited=$((waited + 1))
+        if [ "$waited" -ge "$quiet_wait" ]; then
+            echo "  (the machine stayed busy for ${quiet_wait}s: running anyway)"
+            return 0
+        fi
+    done
+    [ "$waited" -gt 0 ] && echo "  (waited ${waited}s for other processes to finish)"
+    return 0
+}
+
+jget() { # jget FIELD JSON
+    sed -n "s/.*\"$1\":\([^,}]*\).*/\1/p" <<<"$2" | tr -d '"'
+}
+
+servers="uring epoll urt"
+declare -A bin=(
+    [uring]="$build/perf/echo_uring"
+    [epoll]="$build/perf/echo_epoll"
+    [urt]="$build/examples/echo_server"
+)
+declare -A name=([uring]="raw liburing" [epoll]="epoll" [urt]="urt echo_server")
+
+echo "echo_bench: servers on CPU 0, echo_load on CPU 1; ${warmup}s warm-up + ${seconds}s window per run"
+echo "            (logs in $logs)"
+rows=()
+notes=()
+[ -x "${bin[urt]}" ] || notes+=("urt: ${bin[urt]} does not exist yet: its rows are skipped")
+
+for conns in $conns_list; do
+    for size in $sizes_list; do
+        base_rps="" base_cpu=""
+        for s in $servers; do
+            tag="$s.c$conns.m$size"
+            if [ ! -x "${bin[$s]}" ]; then
+                rows+=("$s|$conns|$size|skipped||||||||(not built)")
+                continue
+            fi
+            attempt=0
+            while :; do
+                wait_quiet
+                if ! start_server "$s" "${bin[$s]}" "c$conns.m$size"; then
+                    json=""
+                    break
+                fi
+                srv_rc=0
+                $pin_load "$load" --host 127.0.0.1 --port "$srv_port" --conns "$conns" \
+                    --size "$size" --seconds "$seconds" --warmup "$warmup" --threads 1 \
+                    --server-pid "$srv_pid" >"$logs/$tag.load" 2>&1
+                load_rc=$?
+                stop_server
+                json=$(grep '^{"bench":"echo_load"' "$logs/$tag.load" | tail -n 1)
+                others=$(jget other_cpu "$json")
+                disturbed=$(awk -v o="${others:-0}" 'BEGIN { print (o >= 0.10) ? 1 : 0 }')
+                if [ -n "$json" ] && [ "$disturbed" = 1 ] && [ "$attempt" -lt "$retries" ]; then
+                    attempt=$((attempt + 1))
+                    echo "  $s $conns conns x $size B: other processes used $(awk -v o="$others" 'BEGIN { printf "%.0f", o * 100 }')% of a core: again ($attempt/$retries)"
+                    continue
+                fi
+                break
+            done
+            if [ -z "$srv_port" ]; then
+                rows+=("$s|$conns|$size|failed||||||||(did not start: see $logs)")
+                continue
+            fi
+            if [ -z "$json" ]; then
+                rows+=("$s|$conns|$size|failed||||||||(echo_load: see $logs/$tag.load)")
+                continue
+            fi
+            rps=$(jget rps "$json")
+            cpu=$(jget server_cpu_us_per_req "$json")
+            util=$(jget server_cpu "$json")
+            p99=$(jget p99_us "$json")
+            gen=$(jget gen_thread_busy_max "$json")
+            errs=$(jget errors "$json")
+            sat=$(jget gen_saturated "$json")
+            if [ "$s" = uring ]; then base_rps=$rps; base_cpu=$cpu; fi
+            note=""
+            [ "$sat" = true ] && note="generator saturated: req/s is a floor"
+            [ "$load_rc" -ne 0 ] && note="${note:+$note; }echo_load exit $load_rc"
+            [ "$srv_rc" -ne 0 ] && note="${note:+$note; }server exit $srv_rc"
+            [ "$disturbed" = 1 ] && note="${note:+$note; }disturbed: others used $(awk -v o="$others" 'BEGIN { printf "%.0f", o * 100 }')% of a core"
+            r_rps=$(awk -v a="$rps" -v b="$base_rps" 'BEGIN { if (b > 0) printf "%.2f", a / b; else printf "-" }')
+            r_cpu=$(awk -v a="$cpu" -v b="$base_cpu" 'BEGIN { if (b > 0 && a >= 0) printf "%.2f", a / b; else printf "-" }')
+            rows+=("$s|$conns|$size|$rps|$r_rps|$cpu|$r_cpu|$util|$p99|$gen|$errs|$note")
+            printf '  %-6s %5s conns x %5s B: %10.0f req/s, %6.2f us CPU/req\n' "$s" "$conns" "$size" "$rps" "$cpu"
+            echo "{\"bench\":\"echo_bench\",\"server\":\"$s\",\"conns\":$conns,\"size\":$size,\"rps\":$rps,\"rps_vs_uring\":\"$r_rps\",\"server_cpu_us_per_req\":$cpu,\"cpu_vs_uring\":\"$r_cpu\",\"server_cpu\":$util,\"p99_us\":$p99,\"gen_busy\":$gen,\"gen_saturated\":$sat,\"other_cpu\":$others,\"errors\":$errs}" >>"$logs/results.jsonl"
+        done
+    done
+done
+
+echo
+printf '%-16s %6s %6s %10s %7s %9s %7s %6s %9s %6s %6s  %s\n' \
+    server conns size 'req/s' 'xuring' 'CPUus/req' 'xuring' 'srvCPU' 'p99 us' 'genCPU' errors note
+for r in "${rows[@]}"; do
+    IFS='|' read -r s conns size rps r_rps cpu r_cpu util p99 gen errs note <<<"$r"
+    if [ "$rps" = skipped ] || [ "$rps" = failed ]; then
+        printf '%-16s %6s %6s %10s %s\n' "${name[$s]}" "$conns" "$size" "$rps" "$note"
+        continue
+    fi
+    printf '%-16s %6s %6s %10.0f %7s %9.3f %7s %5.0f%% %9.1f %5.0f%% %6s  %s\n' \
+        "${name[$s]}" "$conns" "$size" "$rps" "$r_rps" "$cpu" "$r_cpu" \
+        "$(awk -v u="$util" 'BEGIN { print u * 100 }')" "$p99" \
+        "$(awk -v u="$gen" 'BEGIN { print u * 100 }')" "$errs" "$note"
+done
+for n in "${notes[@]}"; do echo "note: $n"; done
+echo "xuring: ratio to the raw liburing server in the same run (req/s: higher is better; CPU/req: lower)."
+echo "srvCPU: server CPU use in the window (100% = its core saturated); genCPU: echo_load's busy"
+echo "share of its core (spinning on an empty epoll excluded); >= 90% marks it saturated."
+echo "JSON lines: $logs/results.jsonl"
+cat "$logs/results.jsonl"
