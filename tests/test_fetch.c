@@ -1,0 +1,495 @@
+/*
+ * test_fetch.c - examples/fetch as its users see it: the built binary runs as a child process
+ * against a small HTTP server that this test runs on 127.0.0.1 in threads of its own (plain
+ * blocking sockets, a thread per connection). One run mixes good URLs (Content-Length, 1 MiB,
+ * chunked, body until close, a 404), a refused port, a server that never answers (--timeout
+ * 300), malformed URLs and https; the test checks every line, the exit code and the total time.
+ *
+ * Each test runs in a forked child (urt_test.h) with a time limit; fetch is that child's child
+ * and dies with it (PR_SET_PDEATHSIG). Every assertion runs on the test's main stack.
+ */
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <pthread.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <time.h>
+
+#include "urt_test.h"
+
+#ifndef FETCH_PATH
+#error "FETCH_PATH must name the built fetch binary"
+#endif
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static void sleep_ms(unsigned ms)
+{
+    struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
+    while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+        ;
+}
+
+/* ---- the HTTP server ------------------------------------------------------------------------ */
+
+#define BIG_SIZE      (1024 * 1024)
+#define CLOSE_SIZE    3000
+#define CHUNKED_SIZE  (1 + 0x100 + 0x1000 + 0x1B58)   /* the chunks /chunked sends */
+
+static struct {
+    int             listen_fd;
+    int             port;
+    pthread_t       acceptor;
+    pthread_mutex_t lock;
+    pthread_cond_t  idle;
+    int             handlers;      /* connection threads running */
+    int             requests;      /* requests read */
+    int             bad_requests;  /* without "GET /... HTTP/1.1", Host or Connection: close */
+} srv = { .lock = PTHREAD_MUTEX_INITIALIZER, .idle = PTHREAD_COND_INITIALIZER };
+
+static int send_all(int fd, const void *p, size_t len)
+{
+    const char *c = p;
+    while (len > 0) {
+        ssize_t n = send(fd, c, len, MSG_NOSIGNAL);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return -1;
+        c += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+static int send_str(int fd, const char *s)
+{
+    return send_all(fd, s, strlen(s));
+}
+
+/* n bytes of 'x' */
+static int send_fill(int fd, size_t n)
+{
+    char buf[8192];
+    memset(buf, 'x', sizeof buf);
+    while (n > 0) {
+        size_t k = n < sizeof buf ? n : sizeof buf;
+        if (send_all(fd, buf, k) < 0)
+            return -1;
+        n -= k;
+    }
+    return 0;
+}
+
+/* Serves one request on fd, then closes it. */
+static void *handler(void *arg)
+{
+    int fd = (int)(intptr_t)arg;
+    char req[4096];
+    size_t len = 0;
+    struct timeval tv = { 5, 0 };   /* nothing here can hang the test for long */
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+
+    /* the request head */
+    while (len < sizeof req - 1) {
+        ssize_t n = recv(fd, req + len, sizeof req - 1 - len, 0);
+        if (n <= 0)
+            break;
+        len += (size_t)n;
+        req[len] = '\0';
+        if (strstr(req, "\r\n\r\n"))
+            break;
+    }
+    req[len] = '\0';
+
+    char path[256] = "";
+    char host[64];
+    snprintf(host, sizeof host, "\r\nHost: 127.0.0.1:%d\r\n", srv.port);
+    int ok = sscanf(req, "GET %255s HTTP/1.1\r\n", path) == 1 && strstr(req, "\r\n\r\n") &&
+             strstr(req, "\r\nConnection: close\r\n") &&
+             (strstr(req, host) || strstr(req, "\r\nHost: localhost:"));
+    pthread_mutex_lock(&srv.lock);
+    srv.requests++;
+    if (!ok) {
+        srv.bad_requests++;
+        fprintf(stderr, "bad request: '%s'\n", req);
+    }
+    pthread_mutex_unlock(&srv.lock);
+
+    if (strcmp(path, "/small") == 0) {
+        send_str(fd, "HTTP/1.1 200 OK\r\nContent-Length: 13\r\nConnection: close\r\n\r\n"
+                     "Hello, world\n");
+    } else if (strcmp(path, "/big") == 0) {
+        char head[128];
+        snprintf(head, sizeof head, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n", BIG_SIZE);
+        if (send_str(fd, head) == 0)
+            send_fill(fd, BIG_SIZE);
+    } else if (strcmp(path, "/chunked") == 0) {
+        /* In pieces, with pauses, so that fetch meets chunk boundaries, sizes and CRLFs split
+           across recvs; a chunk extension, upper-case hex and a trailer for good measure. */
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        static const char *const pieces[] = {
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConte", "nt-Type: text/plain\r\n",
+            "\r", "\n1\r\nx\r", "\n10", "0;name=value\r\n", NULL /* 0x100 bytes */, "\r\n",
+            "1000\r\n", NULL /* 0x1000 */, "\r\n1B58\r\n", NULL /* 0x1B58 */, "\r\n0\r\n",
+            "X-Trailer: 1\r\n", "\r\n",
+        };
+        static const size_t fills[] = { 0x100, 0x1000, 0x1B58 };
+        size_t f = 0;
+        for (size_t i = 0; i < sizeof pieces / sizeof pieces[0]; i++) {
+            if ((pieces[i] ? send_str(fd, pieces[i]) : send_fill(fd, fills[f++])) < 0)
+                break;
+            sleep_ms(2);
+        }
+        sleep_ms(50);   /* hold the connection a little: fetch must stop at the last chunk */
+    } else if (strcmp(path, "/close") == 0) {
+        if (send_str(fd, "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n") == 0)
+            send_fill(fd, CLOSE_SIZE);
+    } else if (strcmp(path, "/interim") == 0) {
+        send_str(fd, "HTTP/1.1 100 Continue\r\n\r\n"
+                     "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello");
+    } else if (strcmp(path, "/truncated") == 0) {
+        send_str(fd, "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly this");
+    } else if (strcmp(path, "/slow") == 0) {
+        /* Never answers: holds the connection until fetch closes it (or 5 s pass). */
+        char c;
+        while (recv(fd, &c, 1, 0) > 0)
+            ;
+    } else {
+        send_str(fd, "HTTP/1.1 404 Not Found\r\nContent-Length: 9\r\n\r\nnot found");
+    }
+    close(fd);
+
+    pthread_mutex_lock(&srv.lock);
+    if (--srv.handlers == 0)
+        pthread_cond_broadcast(&srv.idle);
+    pthread_mutex_unlock(&srv.lock);
+    return NULL;
+}
+
+static void *acceptor(void *arg)
+{
+    (void)arg;
+    for (;;) {
+        int fd = accept4(srv.listen_fd, NULL, NULL, SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno == EINTR || errno == ECONNABORTED)
+                continue;
+            return NULL;   /* shut down by server_stop */
+        }
+        pthread_mutex_lock(&srv.lock);
+        srv.handlers++;
+        pthread_mutex_unlock(&srv.lock);
+        pthread_t t;
+        if (pthread_create(&t, NULL, handler, (void *)(intptr_t)fd) != 0) {
+            close(fd);
+            pthread_mutex_lock(&srv.lock);
+            srv.handlers--;
+            pthread_mutex_unlock(&srv.lock);
+            continue;
+        }
+        pthread_detach(t);
+    }
+}
+
+static void server_start(void)
+{
+    srv.listen_fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(srv.listen_fd >= 0);
+    int one = 1;
+    setsockopt(srv.listen_fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    assert_int_equal(bind(srv.listen_fd, (struct sockaddr *)&a, sizeof a), 0);
+    assert_int_equal(listen(srv.listen_fd, 64), 0);
+    socklen_t len = sizeof a;
+    assert_int_equal(getsockname(srv.listen_fd, (struct sockaddr *)&a, &len), 0);
+    srv.port = ntohs(a.sin_port);
+    assert_int_equal(pthread_create(&srv.acceptor, NULL, acceptor, NULL), 0);
+}
+
+/* Stops accepting and waits (up to 3 s) for the connection threads to end: each ends when its
+   peer closes, so an idle server means fetch closed every connection. */
+static void server_stop(void)
+{
+    shutdown(srv.listen_fd, SHUT_RDWR);   /* wakes accept() */
+    pthread_join(srv.acceptor, NULL);
+    close(srv.listen_fd);
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += 3;
+    pthread_mutex_lock(&srv.lock);
+    while (srv.handlers > 0 && pthread_cond_timedwait(&srv.idle, &srv.lock, &until) == 0)
+        ;
+    int left = srv.handlers;
+    pthread_mutex_unlock(&srv.lock);
+    assert_int_equal(left, 0);
+}
+
+/* A port on which nothing listens: bound, then closed. */
+static int refused_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(fd >= 0);
+    struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+    socklen_t len = sizeof a;
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+    close(fd);
+    return ntohs(a.sin_port);
+}
+
+/* ---- fetch as a child process --------------------------------------------------------------- */
+
+struct run {
+    int      status;       /* wait status */
+    uint64_t elapsed_ms;
+    char     out[16384];   /* its stdout */
+    size_t   len;
+    char     err[8192];    /* its stderr */
+};
+
+/* Runs fetch with args (NULL-terminated), reading its stdout until it exits (limit 10 s). */
+static void run_fetch(struct run *r, const char *const *args)
+{
+    const char *argv[32] = { FETCH_PATH };
+    int argc = 1;
+    for (; *args && argc < 31; args++)
+        argv[argc++] = *args;
+    argv[argc] = NULL;
+
+    int p[2];
+    assert_int_equal(pipe2(p, O_CLOEXEC), 0);
+    int errfd = memfd_create("fetch-stderr", MFD_CLOEXEC);   /* read once fetch has exited */
+    assert_true(errfd >= 0);
+    memset(r, 0, sizeof *r);
+    uint64_t t0 = now_ms();
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);   /* a failed or timed-out test takes fetch along */
+        signal(SIGPIPE, SIG_DFL);
+        dup2(p[1], STDOUT_FILENO);
+        dup2(errfd, STDERR_FILENO);
+        execv(argv[0], (char *const *)argv);
+        _exit(127);
+    }
+    close(p[1]);
+    for (;;) {
+        uint64_t spent = now_ms() - t0;
+        if (spent >= 10000 || r->len + 1 >= sizeof r->out)
+            break;
+        struct pollfd pf = { .fd = p[0], .events = POLLIN };
+        if (poll(&pf, 1, (int)(10000 - spent)) <= 0)
+            continue;
+        ssize_t n = read(p[0], r->out + r->len, sizeof r->out - 1 - r->len);
+        if (n <= 0)
+            break;   /* EOF: fetch has exited */
+        r->len += (size_t)n;
+    }
+    r->out[r->len] = '\0';
+    close(p[0]);
+    pid_t w;
+    while ((w = waitpid(pid, &r->status, WNOHANG)) == 0 && now_ms() - t0 < 10000)
+        sleep_ms(5);
+    if (w != pid) {
+        kill(pid, SIGKILL);
+        waitpid(pid, &r->status, 0);
+        fail_msg("fetch did not exit within 10 s; output:\n%s", r->out);
+    }
+    r->elapsed_ms = now_ms() - t0;
+    ssize_t n = pread(errfd, r->err, sizeof r->err - 1, 0);
+    r->err[n > 0 ? n : 0] = '\0';
+    close(errfd);
+    UT_NOTE("fetch output (%llu ms, exit %d):\n%s", (unsigned long long)r->elapsed_ms,
+            WIFEXITED(r->status) ? WEXITSTATUS(r->status) : -1, r->out);
+}
+
+/* The line for url: "%7.3f s " WHAT "  " url. Returns WHAT (trimmed, in a static buffer) and
+   the seconds in *secs; fails the test if there is not exactly one such line. */
+static const char *line_for(const struct run *r, const char *url, double *secs)
+{
+    static char what[512];
+    int found = 0;
+    const char *p = r->out;
+    while (*p) {
+        const char *nl = strchr(p, '\n');
+        size_t n = nl ? (size_t)(nl - p) : strlen(p);
+        char line[1024];
+        if (n >= sizeof line)
+            n = sizeof line - 1;
+        memcpy(line, p, n);
+        line[n] = '\0';
+        p += n + (nl ? 1 : 0);
+
+        char *sep = strstr(line, "  ");   /* the last "  " precedes the URL */
+        for (char *q = sep; q; q = strstr(q + 1, "  "))
+            sep = q;
+        if (!sep || strcmp(sep + 2, url) != 0)
+            continue;
+        *sep = '\0';
+        double s;
+        int off = 0;
+        if (sscanf(line, "%lf s %n", &s, &off) != 1 || off == 0)
+            fail_msg("bad line for %s: '%s'", url, line);
+        found++;
+        *secs = s;
+        snprintf(what, sizeof what, "%s", line + off);
+    }
+    if (found != 1)
+        fail_msg("%d lines for %s in:\n%s", found, url, r->out);
+    return what;
+}
+
+static int count_lines(const char *s)
+{
+    int n = 0;
+    for (; *s; s++)
+        n += *s == '\n';
+    return n;
+}
+
+/* ---- tests ----------------------------------------------------------------------------------- */
+
+/* The brief's run: good URLs, a refused port, a server that never answers, malformed URLs. */
+UT_TEST_T(mixed_run_reports_every_url, 20)
+{
+    server_start();
+    int dead = refused_port();
+    char small[64], big[64], chunked[64], closed[64], notfound[64], truncated[64], refused[64],
+        slow[64], https[64];
+    snprintf(small, sizeof small, "http://127.0.0.1:%d/small", srv.port);
+    snprintf(big, sizeof big, "http://127.0.0.1:%d/big", srv.port);
+    snprintf(chunked, sizeof chunked, "http://localhost:%d/chunked", srv.port);   /* a name */
+    snprintf(closed, sizeof closed, "http://127.0.0.1:%d/close", srv.port);
+    snprintf(notfound, sizeof notfound, "http://127.0.0.1:%d/404", srv.port);
+    snprintf(truncated, sizeof truncated, "http://127.0.0.1:%d/truncated", srv.port);
+    snprintf(refused, sizeof refused, "http://127.0.0.1:%d/", dead);
+    snprintf(slow, sizeof slow, "http://127.0.0.1:%d/slow", srv.port);
+    snprintf(https, sizeof https, "https://127.0.0.1:%d/small", srv.port);
+    const char *args[] = { "--timeout", "300", small, big, chunked, closed, notfound,
+                           truncated, refused, slow, "http://", "ftp://x", https, NULL };
+
+    struct run r;
+    run_fetch(&r, args);
+    assert_true(WIFEXITED(r.status));
+    assert_int_equal(WEXITSTATUS(r.status), 1);     /* some failed */
+    assert_true(r.elapsed_ms < 5000);
+    assert_int_equal(count_lines(r.out), 11);       /* one line per URL, nothing else */
+    assert_string_equal(r.err, "");                 /* errors go on their URL's line */
+
+    double t, slow_t;
+    assert_string_equal(line_for(&r, small, &t), "13 bytes");
+    char want[64];
+    snprintf(want, sizeof want, "%d bytes", BIG_SIZE);
+    assert_string_equal(line_for(&r, big, &t), want);
+    snprintf(want, sizeof want, "%d bytes", CHUNKED_SIZE);
+    assert_string_equal(line_for(&r, chunked, &t), want);
+    snprintf(want, sizeof want, "%d bytes", CLOSE_SIZE);
+    assert_string_equal(line_for(&r, closed, &t), want);
+    assert_string_equal(line_for(&r, notfound, &t), "9 bytes  HTTP 404");   /* not an error */
+    assert_string_equal(line_for(&r, truncated, &t),
+                        "error: connection closed before Content-Length bytes");
+    assert_string_equal(line_for(&r, refused, &t), "error: connection refused");
+    assert_string_equal(line_for(&r, slow, &slow_t), "error: timed out after 300 ms");
+    assert_true(slow_t >= 0.29 && slow_t < 1.5);
+    assert_true(strncmp(line_for(&r, "http://", &t), "error: bad URL", 14) == 0);
+    assert_true(strncmp(line_for(&r, "ftp://x", &t), "error: bad URL", 14) == 0);
+    assert_string_equal(line_for(&r, https, &t), "error: https not supported");
+
+    /* The slow line comes last: the others did not wait for it. */
+    const char *last = strrchr(r.out, '\n');
+    while (last > r.out && last[-1] != '\n')
+        last--;
+    assert_non_null(strstr(last, slow));
+
+    server_stop();   /* every connection was closed by fetch, the /slow one included */
+    pthread_mutex_lock(&srv.lock);
+    assert_int_equal(srv.bad_requests, 0);
+    assert_int_equal(srv.requests, 7);   /* the 7 URLs that reached the server */
+    pthread_mutex_unlock(&srv.lock);
+}
+
+/* All good: exit 0; the default timeout; an interim 100 response is skipped; many URLs at once. */
+UT_TEST_T(all_good_exits_zero, 20)
+{
+    server_start();
+    enum { N = 20 };
+    char urls[N][64];
+    const char *args[N + 1];
+    for (int i = 0; i < N; i++) {
+        static const char *const paths[] = { "small", "big", "chunked", "close", "interim" };
+        snprintf(urls[i], sizeof urls[i], "http://127.0.0.1:%d/%s", srv.port, paths[i % 5]);
+        args[i] = urls[i];
+    }
+    args[N] = NULL;
+
+    struct run r;
+    run_fetch(&r, args);
+    assert_true(WIFEXITED(r.status));
+    assert_int_equal(WEXITSTATUS(r.status), 0);
+    assert_true(r.elapsed_ms < 5000);
+    assert_int_equal(count_lines(r.out), N);
+    assert_null(strstr(r.out, "error"));
+    /* each of the five bodies, four times */
+    static const char *const lines[] = { "13 bytes  http", "1048576 bytes  http",
+                                         "11353 bytes  http", "3000 bytes  http",
+                                         "5 bytes  http" };
+    for (int k = 0; k < 5; k++) {
+        int n = 0;
+        for (const char *p = r.out; (p = strstr(p, lines[k])); p++)
+            n++;
+        assert_int_equal(n, N / 5);
+    }
+    server_stop();
+    assert_int_equal(srv.bad_requests, 0);
+    assert_int_equal(srv.requests, N);
+}
+
+/* --help, no URL, bad options. */
+UT_TEST_T(usage_and_exit_codes, 20)
+{
+    struct run r;
+    run_fetch(&r, (const char *[]){ "--help", NULL });
+    assert_true(WIFEXITED(r.status));
+    assert_int_equal(WEXITSTATUS(r.status), 0);
+    assert_non_null(strstr(r.out, "usage:"));
+    assert_non_null(strstr(r.out, "--timeout"));
+    assert_int_equal(r.err[0], '\0');
+
+    static const char *const bad[][3] = {
+        { NULL },                                   /* no URL */
+        { "--timeout", "soon", "http://x/" },
+        { "--timeout", "-5", "http://x/" },
+        { "--bogus", "http://x/", NULL },
+        { "--timeout", NULL },                      /* missing value */
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        const char *args[4] = { bad[i][0], bad[i][1], bad[i][2], NULL };
+        run_fetch(&r, args);
+        assert_true(WIFEXITED(r.status));
+        assert_int_equal(WEXITSTATUS(r.status), 2);
+        assert_int_equal(r.len, 0);   /* usage goes to stderr */
+        assert_non_null(strstr(r.err, "fetch"));     /* and says why */
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(mixed_run_reports_every_url),
+        cmocka_unit_test(all_good_exits_zero),
+        cmocka_unit_test(usage_and_exit_codes),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
