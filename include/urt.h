@@ -25,6 +25,9 @@
  *    connection was accepted), that real result is returned, not dropped.
  *  - Cancellation (urt_cancel) is sticky: every blocking call a cancelled task makes, now and later,
  *    returns -ECANCELED, except urt_close, which always closes.
+ *  - When every task waits on something only another task could end (a join, a channel, a
+ *    group) and no I/O or timer is pending, nothing could ever wake them: each such wait returns
+ *    -EDEADLK instead of hanging forever.
  *  - Deadlines (urt_deadline) apply to every blocking call: once urt_now() passes the task's deadline
  *    the call fails with -ETIMEDOUT, after its kernel operation has been cancelled.
  *  - Nothing is shared between threads: each thread that calls urt_run has its own runtime, and a

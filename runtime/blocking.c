@@ -16,6 +16,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include "fault.h"
 #include "runtime.h"
 #include "ring.h"
 
@@ -120,7 +121,7 @@ static struct urt__blocking *pool(struct urt_runtime *rt)
 {
     if (rt->blocking)
         return rt->blocking;
-    struct urt__blocking *b = calloc(1, sizeof *b);
+    struct urt__blocking *b = urt__calloc(1, sizeof *b);
     if (!b)
         return NULL;
     b->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -186,7 +187,7 @@ int urt__blocking_call(urt_fn fn, void *arg, void (*cleanup)(void *, int), bool 
     struct urt_task *self = urt__self();
     int err = !self ? -EPERM : !fn ? -EINVAL : urt__check_blocking(self);
     struct urt__blocking *b = err ? NULL : pool(rt);
-    struct job *j = b ? calloc(1, sizeof *j) : NULL;
+    struct job *j = b ? urt__calloc(1, sizeof *j) : NULL;
     if (!err && !j)
         err = -ENOMEM;
     if (err) {

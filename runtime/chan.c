@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fault.h"
 #include "runtime.h"
 
 struct urt_chan {
@@ -25,12 +26,12 @@ urt_chan *urt_chan_new(size_t elem_size, size_t capacity)
         errno = EINVAL;
         return NULL;
     }
-    urt_chan *c = calloc(1, sizeof *c);
+    urt_chan *c = urt__calloc(1, sizeof *c);
     if (!c)
         return NULL;
     c->elem_size = elem_size;
     c->cap = capacity;
-    if (capacity && !(c->buf = malloc(elem_size * capacity))) {
+    if (capacity && !(c->buf = urt__malloc(elem_size * capacity))) {
         free(c);
         return NULL;
     }

@@ -4,6 +4,7 @@
  */
 #include <stdlib.h>
 
+#include "fault.h"
 #include "runtime.h"
 
 struct urt_group {
@@ -19,7 +20,7 @@ urt_group *urt_group_new(void)
         errno = EPERM;
         return NULL;
     }
-    return calloc(1, sizeof(struct urt_group));
+    return urt__calloc(1, sizeof(struct urt_group));
 }
 
 int urt_group_spawn_ex(urt_group *g, urt_fn fn, void *arg, const struct urt_spawn_opts *opts)

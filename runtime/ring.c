@@ -9,6 +9,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "fault.h"
 #include "ring.h"
 
 int urt__ring_init(struct urt_runtime *rt, unsigned entries, bool quiet)
@@ -95,6 +96,9 @@ static void enter(struct urt_runtime *rt, bool wait, uint64_t timeout_ns)
     unsigned queued = io_uring_sq_ready(&rt->ring);
     int ret;
     rt->st.enter_calls++;
+    if (urt__fault(URT__FAULT_ENTER_BUSY) || urt__fault(URT__FAULT_ENTER_AGAIN) ||
+        urt__fault(URT__FAULT_ENTER_INTR))
+        return;   /* as if the kernel had said -EBUSY, -EAGAIN or -EINTR: nothing was done */
     if (!wait) {
         ret = io_uring_submit_and_get_events(&rt->ring);
     } else if (timeout_ns == UINT64_MAX) {
@@ -124,7 +128,7 @@ void urt__ring_poll(struct urt_runtime *rt, bool wait, uint64_t timeout_ns)
 static struct io_uring_sqe *get_sqe(struct urt_runtime *rt, unsigned reserve)
 {
     for (;;) {
-        if (io_uring_sq_space_left(&rt->ring) > reserve) {
+        if (io_uring_sq_space_left(&rt->ring) > reserve && !urt__fault(URT__FAULT_SQ_FULL)) {
             struct io_uring_sqe *sqe = io_uring_get_sqe(&rt->ring);
             if (likely(sqe != NULL)) {
                 rt->st.ops_inflight++;

@@ -2,6 +2,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fault.h"
 #include "runtime.h"
 #include "ring.h"
 #include "timer.h"
@@ -33,7 +34,8 @@ int urt_run(urt_fn main_fn, void *arg, const struct urt_config *cfg)
     if (c.ring_entries < 8)
         c.ring_entries = 8;
 
-    struct urt_runtime *rt = calloc(1, sizeof *rt);
+    urt__fault_init();
+    struct urt_runtime *rt = urt__calloc(1, sizeof *rt);
     if (!rt)
         return -ENOMEM;
     rt->default_stack = c.stack_size;

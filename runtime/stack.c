@@ -24,6 +24,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "fault.h"
 #include "stack.h"
 
 /* Valgrind must be told which memory is a stack, or every switch looks like a wild write. The
@@ -81,7 +82,7 @@ static struct urt__stack_class *class_for(struct urt__stack_pool *p, size_t len,
             return p->last = p->cls[i];
     if (!create || !grow((void **)&p->cls, &p->cap_cls, p->ncls, sizeof *p->cls))
         return NULL;
-    struct urt__stack_class *c = calloc(1, sizeof *c);
+    struct urt__stack_class *c = urt__calloc(1, sizeof *c);
     if (!c)
         return NULL;
     c->len = (uint32_t)len;
@@ -94,7 +95,7 @@ static bool grow(void **arr, uint32_t *cap, uint32_t n, size_t elem)
     if (n < *cap)
         return true;
     uint32_t ncap = *cap ? *cap * 2 : 64;
-    void *a = realloc(*arr, (size_t)ncap * elem);
+    void *a = urt__realloc(*arr, (size_t)ncap * elem);
     if (!a)
         return false;
     *arr = a;
@@ -140,7 +141,7 @@ static uint32_t guard(struct urt__stack_pool *p, char *base)
 
 int urt__stack_get(struct urt__stack_pool *p, size_t len, struct urt__stack *out)
 {
-    struct urt__stack_class *c = class_for(p, len, true);
+    struct urt__stack_class *c = urt__fault(URT__FAULT_STACK) ? NULL : class_for(p, len, true);
     if (!c)
         return -ENOMEM;
     if (c->nwarm) {

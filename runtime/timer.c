@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <time.h>
 
+#include "fault.h"
 #include "timer.h"
 
 /* A 4-ary heap: half the depth of a binary one, and a node's children share a cache line. */
@@ -102,7 +103,7 @@ int urt__timer_arm(struct urt__timer_heap *h, struct urt_task *t, uint64_t at)
     }
     if (h->len == h->cap) {
         uint32_t ncap = h->cap ? h->cap * 2 : 256;
-        struct urt__timer_entry *items = realloc(h->items, (size_t)ncap * sizeof *items);
+        struct urt__timer_entry *items = urt__realloc(h->items, (size_t)ncap * sizeof *items);
         if (!items)
             return -ENOMEM;
         h->items = items;

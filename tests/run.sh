@@ -2,6 +2,8 @@
 # Builds urt and runs every test. Installs what it needs on Debian 12 when run as root.
 #   tests/run.sh              plain build in build/
 #   tests/run.sh --sanitize   AddressSanitizer + UndefinedBehaviorSanitizer build in build-asan/
+#   tests/run.sh --faults     the sanitizer build with the fault injector, in build-faults/: every
+#                             test, plus tests/test_faults which turns the faults on
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,12 +23,20 @@ fi
 
 dir=build
 flags=(-DCMAKE_BUILD_TYPE=RelWithDebInfo)
-if [ "${1:-}" = "--sanitize" ]; then
+case "${1:-}" in
+--sanitize | --faults)
     dir=build-asan
     flags=(-DCMAKE_BUILD_TYPE=Debug -DURT_SANITIZE=ON)
+    if [ "$1" = "--faults" ]; then
+        dir=build-faults
+        flags+=(-DURT_FAULT_INJECTION=ON -DURT_BUILD_PERF=OFF)
+    fi
     export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
     export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
-fi
+    ;;
+"") ;;
+*) echo "usage: $0 [--sanitize | --faults]" >&2; exit 2 ;;
+esac
 cmake -S . -B "$dir" "${flags[@]}" >/dev/null
 cmake --build "$dir" -j"$(nproc)"
 cd "$dir"
