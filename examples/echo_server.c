@@ -9,7 +9,7 @@
  * Each connection is served by a task that reads like blocking C: recv, send everything back,
  * repeat. While it waits, urt runs the other connections. What a server needs beyond that:
  *
- *  - Idle clients: a deadline (urt_deadline) set before each call. A peer that sends nothing, or
+ *  - Idle clients: a deadline (urt_deadline) set at the start and after each message received. A peer that sends nothing, or
  *    stops reading what we echo, for --idle-timeout ms makes the call return -ETIMEDOUT.
  *  - Floods: at most --max-conns connections are served. Past that, a new connection is accepted
  *    and closed at once (counted as "refused"), so the client sees EOF instead of hanging in the
@@ -89,18 +89,20 @@ static void idle_deadline(void)
 static int serve(void *arg)
 {
     int fd = (int)(intptr_t)arg;
-    char buf[16 * 1024];   /* on the task's stack: only the pages used cost memory */
+    char buf[2 * 1024];   /* on the task's stack: only the pages used cost memory */
     ssize_t n;
 
+    idle_deadline();
     for (;;) {
-        idle_deadline();
         n = urt_recv(fd, buf, sizeof buf, 0);
         if (n <= 0)
             break;
+        /* Activity: the idle clock starts again, for the echo and the next message alike (one
+           clock read per message, not one per call). */
+        idle_deadline();
         /* send may take less than all of it when the peer reads slowly: loop. MSG_NOSIGNAL: a
            vanished peer is -EPIPE, not a SIGPIPE that kills the server. */
         for (ssize_t off = 0, w; off < n; off += w) {
-            idle_deadline();
             w = urt_send(fd, buf + off, (size_t)(n - off), MSG_NOSIGNAL);
             if (w < 0) {
                 n = w;

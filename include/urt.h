@@ -77,6 +77,9 @@ struct urt_config {
                                 kernel in batches of up to 256, or when the scheduler next waits. */
     int      quiet;          /* nonzero: urt_run prints nothing when io_uring is unavailable.     */
     unsigned blocking_threads; /* most helper threads for urt_blocking; default 4, at most 64.   */
+    int      kernel_timers;  /* nonzero: each sleep is one IORING_OP_TIMEOUT instead of urt's
+                                userland timers (one kernel wait over an in-order list and a
+                                heap). Slower (perf/timers measures both); for comparison only.  */
 };
 
 /*

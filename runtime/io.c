@@ -33,7 +33,10 @@ static struct io_uring_sqe *op_begin(struct urt__op *op, int *err)
     *err = urt__check_blocking(self);
     if (unlikely(*err))
         return NULL;
-    if (self->deadline && urt__timer_arm(&rt->timers, self, self->deadline) < 0) {
+    /* The deadline's timer stays armed from one operation to the next (see op_wait): re-arming
+       the same time would take the task out of the timers' in-order list into the heap. */
+    if (self->deadline && !(self->heap_index && self->wake_at == self->deadline) &&
+        urt__timer_arm(&rt->timers, self, self->deadline) < 0) {
         *err = -ENOMEM;
         return NULL;
     }
@@ -56,7 +59,8 @@ static int op_wait(struct urt__op *op)
         urt__park(rt);
     self->wait_kind = URT__WAIT_NONE;
     self->wait = NULL;
-    urt__timer_disarm(&rt->timers, self);
+    /* The deadline's timer is left armed for the next call. Should it fire while this task is
+       not waiting, nothing happens but its removal: the next call finds the deadline passed. */
     int res = op->result;
     if (unlikely(res == -ECANCELED || res == -EINTR)) {
         if (self->flags & URT__CANCELLED)
@@ -170,6 +174,32 @@ int urt_shutdown(int fd, int how)
 int urt_poll(int fd, short events)
 {
     URT_OP(io_uring_prep_poll_add(sqe, fd, (unsigned)(unsigned short)events));
+}
+
+/*
+ * A sleep as one IORING_OP_TIMEOUT, for urt_config.kernel_timers: the design urt measured its
+ * userland timers against (perf/timers). The timespec lives on this stack until the completion.
+ */
+int urt__sleep_kernel(uint64_t abs_ns)
+{
+    struct urt_task *self = urt__self();
+    uint64_t wake = abs_ns;
+    if (self && self->deadline && self->deadline < wake)
+        wake = self->deadline;
+    struct __kernel_timespec ts = { .tv_sec = (long long)(wake / 1000000000ull),
+                                    .tv_nsec = (long long)(wake % 1000000000ull) };
+    struct urt__op op;
+    int err;
+    struct io_uring_sqe *sqe = op_begin(&op, &err);
+    if (!sqe)
+        return err;
+    io_uring_prep_timeout(sqe, &ts, 0, IORING_TIMEOUT_ABS);
+    op.opcode = sqe->opcode;
+    op.fd = -1;
+    int res = op_wait(&op);
+    if (res == -ETIME)   /* the timeout expired: the sleep is over, or the deadline came */
+        return self->deadline && wake >= self->deadline ? -ETIMEDOUT : 0;
+    return res;
 }
 
 int urt_close(int fd)

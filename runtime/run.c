@@ -42,6 +42,7 @@ int urt_run(urt_fn main_fn, void *arg, const struct urt_config *cfg)
     rt->default_slot = urt__stack_round(c.stack_size);
     rt->stacks.warm_max = c.stack_pool_max;
     rt->blocking_threads = c.blocking_threads;
+    rt->kernel_timers = c.kernel_timers != 0;
     int ret = urt__ring_init(rt, c.ring_entries, c.quiet);
     if (ret) {
         free(rt);

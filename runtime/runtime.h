@@ -151,6 +151,7 @@ struct urt_runtime {
     void                   *altstack;          /* ours, if the thread had none             */
     struct urt__blocking   *blocking;          /* helper threads, started on first use     */
     unsigned                blocking_threads;  /* at most this many                        */
+    bool                    kernel_timers;     /* sleeps as IORING_OP_TIMEOUT (measurement)   */
 };
 
 extern __thread struct urt_runtime *urt__rt;
@@ -214,6 +215,9 @@ int  urt__wq_wait(struct urt_runtime *rt, struct urt__wqueue *q, struct urt__wai
 int  urt__overflow_init(struct urt_runtime *rt);     /* SIGSEGV handler, alternate signal stack */
 void urt__overflow_exit(struct urt_runtime *rt);
 void urt__overflow_report(const struct urt_task *t, const void *fault) __attribute__((noreturn));
+
+/* io.c */
+int urt__sleep_kernel(uint64_t abs_ns);
 
 /* blocking.c */
 void urt__blocking_exit(struct urt_runtime *rt);

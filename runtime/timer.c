@@ -70,6 +70,8 @@ static void fifo_unlink(struct urt__timer_heap *h, struct urt_task *t)
 
 int urt__timer_arm(struct urt__timer_heap *h, struct urt_task *t, uint64_t at)
 {
+    if (t->heap_index && t->wake_at == at)
+        return 0;
     if (t->heap_index == URT__IN_FIFO)
         fifo_unlink(h, t);
     /*
@@ -180,6 +182,8 @@ int urt_sleep_until(uint64_t abs_ns)
         wake = self->deadline;
     if (wake <= urt_now())
         return urt_yield();
+    if (unlikely(rt->kernel_timers))
+        return urt__sleep_kernel(abs_ns);
     if (urt__timer_arm(&rt->timers, self, wake) < 0)
         return -ENOMEM;
     self->flags &= ~URT__TIMED_OUT;
@@ -206,5 +210,7 @@ uint64_t urt_deadline(uint64_t abs_ns)
         return 0;
     uint64_t old = self->deadline;
     self->deadline = abs_ns;
+    if (self->heap_index && self->wake_at != abs_ns)
+        urt__timer_disarm(&urt__rt->timers, self);   /* left armed by an earlier call */
     return old;
 }

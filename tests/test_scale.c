@@ -352,6 +352,38 @@ UT_TEST(cancel_one_sleeper_among_many)
     EXPECT_EQ(order_bad, 0);
 }
 
+/* The measurement mode urt_config.kernel_timers keeps the same promises. */
+static int kt_sleeper(void *arg)
+{
+    (void)arg;
+    return urt_sleep(URT_SEC(30));
+}
+
+static int kernel_timers_main(void *arg)
+{
+    (void)arg;
+    uint64_t t0 = urt_now();
+    EXPECT_EQ(urt_sleep(URT_MSEC(20)), 0);
+    EXPECT(urt_now() - t0 >= URT_MSEC(20));
+    urt_deadline(urt_now() + URT_MSEC(10));
+    EXPECT_EQ(urt_sleep(URT_SEC(5)), -ETIMEDOUT);
+    urt_deadline(0);
+    urt_task *t = urt_spawn(kt_sleeper, NULL);
+    urt_yield();
+    urt_cancel(t);
+    EXPECT_EQ(urt_join(t), -ECANCELED);
+    return 0;
+}
+
+UT_TEST(kernel_timers_mode_keeps_the_promises)
+{
+    struct urt_config c = { .kernel_timers = 1 };
+    EXPECT_EQ(urt_run(kernel_timers_main, NULL, &c), 0);
+    struct urt_stats st;
+    urt_stats(&st);
+    EXPECT_EQ(st.ops_inflight, 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -362,6 +394,7 @@ int main(void)
         cmocka_unit_test(large_stack_overflow_is_named),
         cmocka_unit_test(tasks_within_their_stacks_are_never_reported),
         cmocka_unit_test(cancel_one_sleeper_among_many),
+        cmocka_unit_test(kernel_timers_mode_keeps_the_promises),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
