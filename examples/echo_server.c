@@ -27,6 +27,8 @@
 #include <getopt.h>
 #include <inttypes.h>
 #include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -155,6 +157,8 @@ static int accept_loop(void *arg)
         if (fd < 0)
             continue;     /* ECONNABORTED, EPERM, EPROTO...: that one connection failed */
         backoff = 0;
+        /* Echoes are small writes answered at once: never hold one back for Nagle. */
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &(int){1}, sizeof(int));
 
         if (S.live >= S.max_conns) {
             S.refused++;
