@@ -31,7 +31,6 @@
 #include <netinet/tcp.h>
 #include <pthread.h>
 #include <signal.h>
-#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,7 +50,6 @@ static struct {
     const char *host;
     unsigned    port;
     uint64_t    max_conns, idle_ns, grace_ns;
-    bool        shared_buffers;
 
     int         listen_fd;
     urt_group  *conns;        /* every connection task */
@@ -98,16 +96,7 @@ static int serve(void *arg)
 
     idle_deadline();
     for (;;) {
-        /* With --shared-buffers the kernel picks one of the runtime's buffers when data comes:
-           a waiting connection holds none. */
-        void *shared = NULL;
-        char *data = buf;
-        if (S.shared_buffers) {
-            n = urt_recv_buf(fd, &shared, 0);
-            data = shared;
-        } else {
-            n = urt_recv(fd, buf, sizeof buf, 0);
-        }
+        n = urt_recv(fd, buf, sizeof buf, 0);
         if (n <= 0)
             break;
         /* Activity: the idle clock starts again, for the echo and the next message alike (one
@@ -116,15 +105,13 @@ static int serve(void *arg)
         /* send may take less than all of it when the peer reads slowly: loop. MSG_NOSIGNAL: a
            vanished peer is -EPIPE, not a SIGPIPE that kills the server. */
         for (ssize_t off = 0, w; off < n; off += w) {
-            w = urt_send(fd, data + off, (size_t)(n - off), MSG_NOSIGNAL);
+            w = urt_send(fd, buf + off, (size_t)(n - off), MSG_NOSIGNAL);
             if (w < 0) {
                 n = w;
-                urt_buf_release(shared);
                 goto done;
             }
             S.bytes += (uint64_t)w;
         }
-        urt_buf_release(shared);
     }
 done:
     if (n == 0 || n == -ECONNRESET || n == -EPIPE)
@@ -313,7 +300,6 @@ int main(int argc, char **argv)
         { "max-conns", required_argument, NULL, 'm' },
         { "idle-timeout", required_argument, NULL, 'i' },
         { "grace", required_argument, NULL, 'g' },
-        { "shared-buffers", no_argument, NULL, 'b' },
         { "help", no_argument, NULL, 'H' },
         { 0 },
     };
@@ -326,7 +312,6 @@ int main(int argc, char **argv)
         case 'm': S.max_conns = number(opts[i].name, optarg, UINT32_MAX); break;
         case 'i': S.idle_ns = URT_MSEC(number(opts[i].name, optarg, day_ms)); break;
         case 'g': S.grace_ns = URT_MSEC(number(opts[i].name, optarg, day_ms)); break;
-        case 'b': S.shared_buffers = true; break;
         case 'H': usage(stdout, argv[0]); return 0;
         default:  usage(stderr, argv[0]); return 2;
         }

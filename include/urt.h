@@ -264,17 +264,6 @@ ssize_t urt_send(int fd, const void *buf, size_t len, int flags);
 ssize_t urt_recvmsg(int fd, struct msghdr *msg, int flags);
 ssize_t urt_sendmsg(int fd, const struct msghdr *msg, int flags);
 
-/*
- * (T) recv(2) into one of the runtime's own buffers (an io_uring provided-buffer ring of 1024
- * buffers of 4 KiB, set up on first use): *data points at the bytes received. Hand the buffer
- * back with urt_buf_release(*data) once done with it. While waiting, a connection holds no buffer
- * at all, so idle connections cost no buffer memory and the buffers in use stay few and hot.
- * Returns the bytes received (at most 4096; *data is NULL for 0 and on errors), or the errors of
- * urt_recv; when every buffer is held, it waits for one to come back.
- */
-ssize_t urt_recv_buf(int fd, void **data, int flags);
-void    urt_buf_release(void *data);   /* NULL or a pointer not from urt_recv_buf: ignored */
-
 /* (T) accept4(2): the new fd; flags are accept4's (SOCK_NONBLOCK, SOCK_CLOEXEC). addr and addrlen may be NULL. An fd accepted by a call that was
    cancelled in the same instant is returned, not leaked; EMFILE/ENFILE come back as errors. */
 int urt_accept(int fd, struct sockaddr *addr, socklen_t *addrlen, int flags);

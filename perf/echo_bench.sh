@@ -130,8 +130,7 @@ start_server() {
     local tag=$1 bin=$2 out="$logs/$1.$3.out" err="$logs/$1.$3.err"
     srv_port=""
     # taskset execs the server: $! is the server's pid.
-    # shellcheck disable=SC2086  # the extra arguments split on purpose
-    $pin_srv "$bin" --host 127.0.0.1 --port 0 ${args[$tag]:-} >"$out" 2>"$err" &
+    $pin_srv "$bin" --host 127.0.0.1 --port 0 >"$out" 2>"$err" &
     srv_pid=$!
     for _ in $(seq 100); do
         local line
@@ -173,15 +172,13 @@ jget() { # jget FIELD JSON
     sed -n "s/.*\"$1\":\([^,}]*\).*/\1/p" <<<"$2" | tr -d '"'
 }
 
-servers="uring epoll urt urtbuf"
+servers="uring epoll urt"
 declare -A bin=(
     [uring]="$build/perf/echo_uring"
     [epoll]="$build/perf/echo_epoll"
     [urt]="$build/examples/echo_server"
-    [urtbuf]="$build/examples/echo_server"
 )
-declare -A args=([urtbuf]="--shared-buffers")
-declare -A name=([uring]="raw liburing" [epoll]="epoll" [urt]="urt echo_server" [urtbuf]="urt, urt_recv_buf")
+declare -A name=([uring]="raw liburing" [epoll]="epoll" [urt]="urt echo_server")
 
 echo "echo_bench: servers on CPU 0, echo_load on CPU 1; ${warmup}s warm-up + ${seconds}s window per run"
 echo "            (logs in $logs)"

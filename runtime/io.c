@@ -22,7 +22,7 @@ static inline unsigned rw_len(size_t len)
 }
 
 /* Checks that a blocking call may start, arms the deadline and hands out the SQE for op. */
-struct io_uring_sqe *urt__op_begin(struct urt__op *op, int *err)
+static struct io_uring_sqe *op_begin(struct urt__op *op, int *err)
 {
     struct urt_runtime *rt = urt__rt;
     struct urt_task *self = urt__self();
@@ -42,14 +42,13 @@ struct io_uring_sqe *urt__op_begin(struct urt__op *op, int *err)
     }
     op->task = self;
     op->done = 0;
-    op->cflags = 0;
     struct io_uring_sqe *sqe = urt__sqe(rt);
     io_uring_sqe_set_data(sqe, op);
     return sqe;
 }
 
 /* Parks until op's completion; maps a cancellation to the reason for it. */
-int urt__op_wait(struct urt__op *op)
+static int op_wait(struct urt__op *op)
 {
     struct urt_runtime *rt = urt__rt;
     struct urt_task *self = op->task;
@@ -79,13 +78,13 @@ int urt__op_wait(struct urt__op *op)
     do {                                               \
         struct urt__op op;                             \
         int err;                                       \
-        struct io_uring_sqe *sqe = urt__op_begin(&op, &err);\
+        struct io_uring_sqe *sqe = op_begin(&op, &err);\
         if (!sqe)                                      \
             return err;                                \
         prep;                                          \
         op.opcode = sqe->opcode;                       \
         op.fd = sqe->fd;                               \
-        return urt__op_wait(&op);                           \
+        return op_wait(&op);                           \
     } while (0)
 
 ssize_t urt_read(int fd, void *buf, size_t len, int64_t offset)
@@ -191,13 +190,13 @@ int urt__sleep_kernel(uint64_t abs_ns)
                                     .tv_nsec = (long long)(wake % 1000000000ull) };
     struct urt__op op;
     int err;
-    struct io_uring_sqe *sqe = urt__op_begin(&op, &err);
+    struct io_uring_sqe *sqe = op_begin(&op, &err);
     if (!sqe)
         return err;
     io_uring_prep_timeout(sqe, &ts, 0, IORING_TIMEOUT_ABS);
     op.opcode = sqe->opcode;
     op.fd = -1;
-    int res = urt__op_wait(&op);
+    int res = op_wait(&op);
     if (res == -ETIME)   /* the timeout expired: the sleep is over, or the deadline came */
         return self->deadline && wake >= self->deadline ? -ETIMEDOUT : 0;
     return res;

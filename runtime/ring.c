@@ -78,7 +78,6 @@ static void reap(struct urt_runtime *rt)
         }
         struct urt__op *op = (struct urt__op *)(uintptr_t)cqe->user_data;
         op->result = cqe->res;
-        op->cflags = cqe->flags;
         op->done = 1;
         struct urt_task *t = op->task;
         if (t->state == URT__PARKED && t->wait == op) {

@@ -68,7 +68,6 @@ int urt_run(urt_fn main_fn, void *arg, const struct urt_config *cfg)
     /* Every task has ended; only requests nobody waits for (cancels) can still be in flight. */
     while (rt->st.ops_inflight)
         urt__ring_poll(rt, true, UINT64_MAX);
-    urt__bufring_exit(rt);
     while (rt->all_tasks)
         urt__task_release(rt, rt->all_tasks);
     rt->st.stacks_pooled = rt->stacks.pooled;

@@ -47,7 +47,6 @@ struct urt__waiter;
 struct urt_group;
 struct urt_runtime;
 struct urt__blocking;
-struct urt__bufring;
 
 /*
  * A task. It lives at the top of its own stack mapping, so that an idle task costs its touched
@@ -88,7 +87,6 @@ struct urt__op {
     uint32_t         done;
     int32_t          fd;       /* for urt_dump */
     uint8_t          opcode;
-    uint32_t         cflags;   /* the completion's flags (which provided buffer it used) */
 };
 
 /* A request the runtime itself owns: user_data is its address | URT__UDATA_INTERNAL, and its
@@ -154,7 +152,6 @@ struct urt_runtime {
     struct urt__blocking   *blocking;          /* helper threads, started on first use     */
     unsigned                blocking_threads;  /* at most this many                        */
     bool                    kernel_timers;     /* sleeps as IORING_OP_TIMEOUT (measurement)   */
-    struct urt__bufring    *bufring;           /* urt_recv_buf's buffers, set up on first use  */
 };
 
 extern __thread struct urt_runtime *urt__rt;
@@ -221,11 +218,6 @@ void urt__overflow_report(const struct urt_task *t, const void *fault) __attribu
 
 /* io.c */
 int urt__sleep_kernel(uint64_t abs_ns);
-struct io_uring_sqe *urt__op_begin(struct urt__op *op, int *err);
-int urt__op_wait(struct urt__op *op);
-
-/* bufring.c */
-void urt__bufring_exit(struct urt_runtime *rt);
 
 /* blocking.c */
 void urt__blocking_exit(struct urt_runtime *rt);
