@@ -53,29 +53,31 @@ struct urt__blocking;
  * stack pages and nothing else, and spawning needs no allocation beyond the stack.
  */
 struct urt_task {
+    /* What every switch, park and wake-up touches: the first cache line. */
     void                *sp;          /* saved stack pointer while not running; first for asm  */
     struct urt_task     *next;        /* run queue link                                        */
-    uint64_t             magic;
     uint8_t              state;
     uint8_t              wait_kind;
     uint16_t             flags;
-    int                  status;      /* return value once DONE                                */
-    urt_fn               fn;
-    void                *arg;
-    uint64_t             id;
+    uint32_t             heap_index;  /* position in the timer heap + 1; 0 = not armed;
+                                         URT__IN_FIFO = in the timers' in-order list           */
+    void                *wait;        /* struct urt__op * or struct urt__waiter *               */
     uint64_t             deadline;    /* absolute ns, 0 = none                                 */
     uint64_t             wake_at;     /* key in the timer heap while armed                     */
     uint64_t             parked_at;   /* the scheduler's clock when it last parked (urt_dump)  */
-    uint32_t             heap_index;  /* position in the timer heap + 1; 0 = not armed;
-                                         URT__IN_FIFO = in the timers' in-order list           */
+    struct urt__stack    stack;       /* its guard is read at every switch away                */
+    /* The rest: spawn, exit, join, timers, groups, dumps. */
+    uint64_t             magic;
+    int                  status;      /* return value once DONE                                */
     uint32_t             pad_;
+    urt_fn               fn;
+    void                *arg;
+    uint64_t             id;
     struct urt_task     *timer_prev, *timer_next;   /* the in-order list                       */
-    void                *wait;        /* struct urt__op * or struct urt__waiter *               */
     struct urt__waiter  *joiner;      /* the task waiting in urt_join                          */
     struct urt_group    *group;       /* owning group, with URT__IN_GROUP                      */
     struct urt_task     *all_prev, *all_next;   /* every live task, for shutdown and dumps     */
     struct urt_task     *group_prev, *group_next;
-    struct urt__stack    stack;
     void                *asan_fake_stack;
     char                 name[32];
 };
