@@ -7,6 +7,11 @@
 #include <poll.h>
 #include <pthread.h>
 #include <sys/resource.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <stddef.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
 
 #include "urt_test.h"
 
@@ -1296,9 +1301,47 @@ UT_TEST(run_returns_while_tasks_wait_they_get_cancelled)
     assert_int_equal(st.tasks_spawned, 5);
 }
 
+/* Where io_uring is not there at all (an old kernel: ENOSYS) or refused (a seccomp filter, the
+   io_uring_disabled sysctl: EPERM), urt_run says so and returns the error. A seccomp filter
+   that fails io_uring_setup plays both parts. */
+static int never_runs(void *arg)
+{
+    (void)arg;
+    return 99;
+}
+
+static void deny_io_uring_setup(int err)
+{
+    struct sock_filter filter[] = {
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_io_uring_setup, 0, 1),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | (unsigned)err),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+    };
+    struct sock_fprog prog = { .len = sizeof filter / sizeof filter[0], .filter = filter };
+    EXPECT_EQ(prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), 0);
+    EXPECT_EQ(prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog), 0);
+}
+
+UT_TEST(run_without_io_uring_is_enosys)
+{
+    deny_io_uring_setup(ENOSYS);
+    EXPECT_EQ(urt_run(never_runs, NULL, NULL), -ENOSYS);
+    struct urt_config quiet = { .quiet = 1 };
+    EXPECT_EQ(urt_run(never_runs, NULL, &quiet), -ENOSYS);
+}
+
+UT_TEST(run_with_io_uring_refused_is_eperm)
+{
+    deny_io_uring_setup(EPERM);
+    EXPECT_EQ(urt_run(never_runs, NULL, NULL), -EPERM);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(run_without_io_uring_is_enosys),
+        cmocka_unit_test(run_with_io_uring_refused_is_eperm),
         cmocka_unit_test(run_returns_main_status),
         cmocka_unit_test(run_rejects_bad_arguments),
         cmocka_unit_test(run_nested_is_ebusy),
