@@ -288,9 +288,12 @@ int urt_poll(int fd, short events);
 
 /*
  * (T) Closes fd. First every operation this runtime has in flight on fd is cancelled and has
- * completed (its task gets -EBADF, or its real result if it won the race), so no task hangs on a
- * closed fd; then the fd is closed. urt_close is not a cancellation point: a cancelled task or one
- * past its deadline still closes its fds. Returns 0 or close(2)'s error (-EBADF).
+ * completed (its task gets -EBADF, or its real result if it won the race), and a socket is shut
+ * down (SHUT_RDWR), so that no task hangs on a closed fd - not even one whose operation was
+ * queued in the same instant; then the fd is closed. The shutdown reaches every copy of the
+ * socket (dup, fork): to give up only this descriptor of a shared socket, use close(2).
+ * urt_close is not a cancellation point: a cancelled task or one past its deadline still closes
+ * its fds. Returns 0 or close(2)'s error (-EBADF).
  */
 int urt_close(int fd);
 
