@@ -32,6 +32,7 @@
 #if defined(__has_include)
 #if __has_include(<valgrind/valgrind.h>)
 #include <valgrind/valgrind.h>
+#include <valgrind/memcheck.h>
 #define URT_VALGRIND 1
 #endif
 #endif
@@ -177,6 +178,11 @@ int urt__stack_get(struct urt__stack_pool *p, size_t len, struct urt__stack *out
 #endif
     p->mapped++;
 canary:
+#ifdef URT_VALGRIND
+    /* Memcheck marked the frames the slot's last task popped as gone; the new task's header and
+       first frames may lie there (headers move with their colour). */
+    VALGRIND_MAKE_MEM_UNDEFINED(out->base + out->guard, out->len - out->guard);
+#endif
     /* Only unguarded stacks carry a canary: on a guarded one it would cost a page per task. */
     if (!out->guard)
         *urt__stack_canary(out) = URT__CANARY;
