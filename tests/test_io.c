@@ -17,6 +17,12 @@
 
 #include "urt_test.h"
 
+#if defined(__has_include)
+#if __has_include(<valgrind/valgrind.h>)
+#include <valgrind/valgrind.h>
+#endif
+#endif
+
 /* ---- helpers (plain system calls, usable on any stack) ---------------------------------------- */
 
 /* A TCP listener on 127.0.0.1, port chosen by the kernel. */
@@ -1418,6 +1424,16 @@ static int emfile_main(void *arg)
 
 UT_TEST(emfile_is_an_error)
 {
+#if defined(__has_include)
+#if __has_include(<valgrind/valgrind.h>)
+    /* Valgrind keeps descriptors of its own under the limit and hides the real one: running out
+       of fds there says nothing about urt. */
+    if (RUNNING_ON_VALGRIND) {
+        UT_NOTE("  skipped under Valgrind\n");
+        return;
+    }
+#endif
+#endif
     struct emfile_res r;
     memset(&r, 0, sizeof r);
     assert_int_equal(urt_run(emfile_main, &r, NULL), 0);
