@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs what building and testing urt needs on Debian 12 (as root), where it is missing.
-# Sourced by tests/run.sh and examples/tour.sh.
+# Sourced by tests/run.sh and examples/tour.sh. valgrind: the core suites also run under memcheck.
 need=()
-for pkg in build-essential cmake pkg-config liburing-dev libcmocka-dev; do
+for pkg in build-essential cmake pkg-config liburing-dev libcmocka-dev valgrind; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then
