@@ -132,7 +132,10 @@ void urt__ring_poll(struct urt_runtime *rt, bool wait, uint64_t timeout_ns)
 static struct io_uring_sqe *get_sqe(struct urt_runtime *rt, unsigned reserve)
 {
     for (;;) {
-        if (io_uring_sq_space_left(&rt->ring) > reserve && !urt__fault(URT__FAULT_SQ_FULL)) {
+        /* (The injected "full" spares cancel requests: urt_close's linked chain relies on the
+           room urt__sq_room made for it, and a real full queue cannot happen inside it.) */
+        if (io_uring_sq_space_left(&rt->ring) > reserve &&
+            !(reserve && urt__fault(URT__FAULT_SQ_FULL))) {
             struct io_uring_sqe *sqe = io_uring_get_sqe(&rt->ring);
             if (likely(sqe != NULL)) {
                 rt->st.ops_inflight++;

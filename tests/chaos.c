@@ -1879,7 +1879,7 @@ static void main_body(struct trec *me)
             do_detach(me, c);
     for (int i = 0; i < w->nchans; i++) {
         struct chanm *c = &w->chans[i];
-        int r;
+        int r = 0;
         while (c->c && (r = chan_recv_op(me, i, false, false)) == 0)
             ;
         if (c->c && !c->epipe && !w->hung)
