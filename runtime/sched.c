@@ -37,9 +37,10 @@ static inline struct urt_task *runq_pop(struct urt_runtime *rt)
         rt->runq_head = n;
         if (!n) {
             rt->runq_tail = NULL;
-        } else {
+        } else if (rt->runq_len > 16) {
             /* With many tasks, the next one's header and saved registers (just below it, on its
-               stack) are cold: start loading them while this one runs. */
+               stack) are cold: start loading them while this one runs. (With a few, they are in
+               the cache already and the prefetches would only cost instructions.) */
             const char *p = (const char *)n;
             __builtin_prefetch(p, 1);
             __builtin_prefetch(p - 64, 1);
