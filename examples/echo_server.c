@@ -91,7 +91,7 @@ static void idle_deadline(void)
 static int serve(void *arg)
 {
     int fd = (int)(intptr_t)arg;
-    char buf[2 * 1024];   /* on the task's stack: only the pages used cost memory */
+    char buf[4 * 1024];   /* on the task's stack: only the pages used cost memory */
     ssize_t n;
 
     idle_deadline();
