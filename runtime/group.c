@@ -135,5 +135,11 @@ void urt_group_free(urt_group *g)
         cancel_members(g);
         drain(rt, g);
     }
+    /* Members can outlive drain only when it ended in -EDEADLK (say, a member freeing its own
+       group): they become detached, so that none of them reaches the freed group at its end. */
+    for (struct urt_task *t = g->members; t; t = t->group_next) {
+        t->flags = (uint16_t)((t->flags & ~URT__IN_GROUP) | URT__DETACHED);
+        t->group = NULL;
+    }
     free(g);
 }

@@ -534,9 +534,39 @@ UT_TEST(run_end_cancels_group_members)
     assert_int_equal(m.finished, 1);
 }
 
+/* A member that frees its own group can never see the group empty: the deadlock breaker ends its
+   wait with -EDEADLK, and the group must not be freed under the member that is still in it (found
+   by review: a use-after-free at the member's exit, which ASan reports). */
+static urt_group *own_group;
+static int free_own_group(void *arg)
+{
+    (void)arg;
+    urt_group_free(own_group);
+    return 0;
+}
+
+static int free_own_main(void *arg)
+{
+    (void)arg;
+    own_group = urt_group_new();
+    EXPECT_EQ(urt_group_spawn(own_group, free_own_group, NULL), 0);
+    EXPECT_EQ(urt_sleep(URT_MSEC(5)), 0);
+    return 0;
+}
+
+UT_TEST(member_freeing_its_own_group)
+{
+    EXPECT_EQ(urt_run(free_own_main, NULL, NULL), 0);
+    struct urt_stats st;
+    urt_stats(&st);
+    EXPECT_EQ(st.tasks_live, 0);
+    EXPECT_EQ(st.ops_inflight, 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(member_freeing_its_own_group),
         cmocka_unit_test(wait_all_ok_returns_0),
         cmocka_unit_test(first_error_cancels_others_and_is_returned),
         cmocka_unit_test(spawn_into_failed_group_ecanceled_then_reuse),
