@@ -33,10 +33,9 @@ static struct io_uring_sqe *op_begin(struct urt__op *op, int *err)
     *err = urt__check_blocking(self);
     if (unlikely(*err))
         return NULL;
-    /* The deadline's timer stays armed from one operation to the next (see op_wait): re-arming
-       the same time would take the task out of the timers' in-order list into the heap. */
-    if (self->deadline && !(self->heap_index && self->wake_at == self->deadline) &&
-        urt__timer_arm(&rt->timers, self, self->deadline) < 0) {
+    /* The deadline's timer stays armed from one operation to the next (see op_wait); arming it
+       again at the same time does nothing (urt__timer_arm), so it keeps its place in order. */
+    if (self->deadline && urt__timer_arm(&rt->timers, self, self->deadline) < 0) {
         *err = -ENOMEM;
         return NULL;
     }
@@ -221,29 +220,19 @@ int urt_poll(int fd, short events)
 }
 
 /*
- * A sleep as one IORING_OP_TIMEOUT, for urt_config.kernel_timers: the design urt measured its
- * userland timers against (perf/timers). The timespec lives on this stack until the completion.
+ * A sleep until `wake` (already the earlier of its end and the deadline) as one IORING_OP_TIMEOUT,
+ * for urt_config.kernel_timers: the design urt measured its userland timers against
+ * (perf/timers). The timespec lives on this stack until the completion.
  */
-int urt__sleep_kernel(uint64_t abs_ns)
+int urt__sleep_kernel(uint64_t wake)
 {
     struct urt_task *self = urt__self();
-    uint64_t wake = abs_ns;
-    if (self && self->deadline && self->deadline < wake)
-        wake = self->deadline;
     struct __kernel_timespec ts = { .tv_sec = (long long)(wake / 1000000000ull),
                                     .tv_nsec = (long long)(wake % 1000000000ull) };
-    struct urt__op op;
-    int err;
-    struct io_uring_sqe *sqe = op_begin(&op, &err);
-    if (!sqe)
-        return err;
-    io_uring_prep_timeout(sqe, &ts, 0, IORING_TIMEOUT_ABS);
-    op.opcode = sqe->opcode;
-    op.fd = -1;
-    int res = op_wait(&op);
-    if (res == -ETIME)   /* the timeout expired: the sleep is over, or the deadline came */
-        return self->deadline && wake >= self->deadline ? -ETIMEDOUT : 0;
-    return res;
+    /* -ETIME: the timeout expired; the sleep is over, or the deadline came. */
+    URT_OP_THEN(io_uring_prep_timeout(sqe, &ts, 0, IORING_TIMEOUT_ABS),
+                if (res == -ETIME)
+                    res = self->deadline && wake >= self->deadline ? -ETIMEDOUT : 0);
 }
 
 int urt_close(int fd)

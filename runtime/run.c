@@ -38,7 +38,6 @@ int urt_run(urt_fn main_fn, void *arg, const struct urt_config *cfg)
     struct urt_runtime *rt = urt__calloc(1, sizeof *rt);
     if (!rt)
         return -ENOMEM;
-    rt->default_stack = c.stack_size;
     rt->default_slot = urt__stack_round(c.stack_size);
     rt->stacks.warm_max = c.stack_pool_max;
     rt->blocking_threads = c.blocking_threads;

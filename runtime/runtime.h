@@ -140,8 +140,7 @@ struct urt_runtime {
                                                   switch away from it                          */
     struct urt__timer_heap  timers;
     struct urt__stack_pool  stacks;
-    size_t                  default_stack;
-    size_t                  default_slot;      /* urt__stack_round(default_stack)             */
+    size_t                  default_slot;      /* the default stack size's slot length       */
     uint64_t                next_id;
     bool                    stopping;          /* main returned: spawning is refused          */
     int                     main_status;
@@ -219,7 +218,7 @@ void urt__overflow_exit(struct urt_runtime *rt);
 void urt__overflow_report(const struct urt_task *t, const void *fault) __attribute__((noreturn));
 
 /* io.c */
-int urt__sleep_kernel(uint64_t abs_ns);
+int urt__sleep_kernel(uint64_t wake);
 
 /* blocking.c */
 void urt__blocking_exit(struct urt_runtime *rt);

@@ -64,19 +64,25 @@ static inline uint64_t round_length(const struct urt_runtime *rt)
     return rt->runq_len < ROUND_MAX ? rt->runq_len : ROUND_MAX;
 }
 
+/* After a poll of the ring (or none): the clock, the timers that expired, the next round. Tasks
+   that only yield to each other make no system call here, not even for the clock. */
+static void start_round(struct urt_runtime *rt, bool polled)
+{
+    bool timers = urt__timers_armed(&rt->timers) != 0;
+    if (polled || timers)
+        rt->clock = urt_now();
+    if (timers)
+        urt__timers_expire(rt, rt->clock);
+    rt->turn_left = round_length(rt);
+}
+
 /* Between rounds: submit, reap and fire timers without blocking. */
 static void end_of_round(struct urt_runtime *rt)
 {
-    /* Tasks that only yield to each other make no system call here, not even for the clock. */
-    if (urt__ring_busy(rt)) {
+    bool busy = urt__ring_busy(rt);
+    if (busy)
         urt__ring_poll(rt, false, 0);
-        rt->clock = urt_now();
-    }
-    if (urt__timers_armed(&rt->timers)) {
-        rt->clock = urt_now();
-        urt__timers_expire(rt, rt->clock);
-    }
-    rt->turn_left = round_length(rt);
+    start_round(rt, busy);
 }
 
 /* ---- switching, with the sanitizer told about each change of stack ---- */
@@ -376,9 +382,6 @@ void urt__sched_loop(struct urt_runtime *rt)
             urt__ring_poll(rt, true, timeout);
         else if (urt__ring_busy(rt))
             urt__ring_poll(rt, false, 0);
-        rt->clock = urt_now();
-        if (urt__timers_armed(&rt->timers))
-            urt__timers_expire(rt, rt->clock);
-        rt->turn_left = round_length(rt);
+        start_round(rt, true);
     }
 }

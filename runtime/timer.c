@@ -183,7 +183,7 @@ int urt_sleep_until(uint64_t abs_ns)
     if (wake <= urt_now())
         return urt_yield();
     if (unlikely(rt->kernel_timers))
-        return urt__sleep_kernel(abs_ns);
+        return urt__sleep_kernel(wake);
     if (urt__timer_arm(&rt->timers, self, wake) < 0)
         return -ENOMEM;
     self->flags &= ~URT__TIMED_OUT;
