@@ -71,22 +71,9 @@ for v in "$seconds" "$warmup" "$retries" "$quiet_wait" $conns_list $sizes_list; 
 done
 
 load="$build/perf/echo_load"
-for f in "$load" "$build/perf/echo_uring" "$build/perf/echo_epoll"; do
-    if [ ! -x "$f" ]; then
-        echo "$0: $f is missing: this script builds nothing; first run" >&2
-        echo "    cmake -S $root -B $build && cmake --build $build" >&2
-        exit 1
-    fi
-done
-
-# Pinning: server on CPU 0, load generator on CPU 1 (both unpinned where that is impossible).
-pin_srv="taskset -c 0"
-pin_load="taskset -c 1"
-if ! command -v taskset >/dev/null || ! taskset -c 1 true 2>/dev/null; then
-    echo "note: cannot pin to CPUs 0 and 1 (taskset missing or fewer than 2 CPUs): running unpinned"
-    pin_srv=""
-    pin_load=""
-fi
+# shellcheck source=perf/lib.sh
+source "$here/lib.sh"
+require_bins "$load" "$build/perf/echo_uring" "$build/perf/echo_epoll"
 
 # File descriptors: each side needs one per connection.
 max_conns=0
@@ -168,10 +155,6 @@ wait_quiet() {
     return 0
 }
 
-jget() { # jget FIELD JSON
-    sed -n "s/.*\"$1\":\([^,}]*\).*/\1/p" <<<"$2" | tr -d '"'
-}
-
 servers="uring epoll urt"
 declare -A bin=(
     [uring]="$build/perf/echo_uring"
@@ -203,7 +186,7 @@ for conns in $conns_list; do
                     break
                 fi
                 srv_rc=0
-                $pin_load "$load" --host 127.0.0.1 --port "$srv_port" --conns "$conns" \
+                $pin_cli "$load" --host 127.0.0.1 --port "$srv_port" --conns "$conns" \
                     --size "$size" --seconds "$seconds" --warmup "$warmup" --threads 1 \
                     --server-pid "$srv_pid" >"$logs/$tag.load" 2>&1
                 load_rc=$?

@@ -90,22 +90,9 @@ server_bin="$build/examples/echo_server"
 load_bin="$build/perf/echo_load"
 idle_bin="$build/perf/idle_conns"
 soak_bin="$build/perf/soak_clients"
-for f in "$server_bin" "$load_bin" "$idle_bin" "$soak_bin"; do
-    if [ ! -x "$f" ]; then
-        echo "$0: $f is missing: this script builds nothing; first run" >&2
-        echo "    cmake -S $root -B $build && cmake --build $build" >&2
-        exit 1
-    fi
-done
-
-# Pinning: server on CPU 0, clients on CPU 1 (both unpinned where that is impossible).
-pin_srv="taskset -c 0"
-pin_cli="taskset -c 1"
-if ! command -v taskset >/dev/null || ! taskset -c 1 true 2>/dev/null; then
-    echo "note: cannot pin to CPUs 0 and 1 (taskset missing or fewer than 2 CPUs): running unpinned"
-    pin_srv=""
-    pin_cli=""
-fi
+# shellcheck source=perf/lib.sh
+source "$here/lib.sh"
+require_bins "$server_bin" "$load_bin" "$idle_bin" "$soak_bin"
 
 # File descriptors: the clients raise their own limits; the server raises its soft limit to the
 # hard one. Make sure the hard limit fits the mix.
@@ -164,9 +151,6 @@ hwm_kb() { awk '/^VmHWM:/ { print $2; exit }' "/proc/$1/status" 2>/dev/null; }
 fd_count() {
     [ -d "/proc/$1/fd" ] || return 0
     find "/proc/$1/fd" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l
-}
-jget() { # jget FIELD JSON
-    sed -n "s/.*\"$1\":\([^,}]*\).*/\1/p" <<<"$2" | tr -d '"'
 }
 srv_alive() { [ -n "$srv_pid" ] && kill -0 "$srv_pid" 2>/dev/null; }
 
