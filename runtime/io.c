@@ -33,9 +33,10 @@ static struct io_uring_sqe *op_begin(struct urt__op *op, int *err)
     *err = urt__check_blocking(self);
     if (unlikely(*err))
         return NULL;
-    /* The deadline's timer stays armed from one operation to the next (see op_wait); arming it
-       again at the same time does nothing (urt__timer_arm), so it keeps its place in order. */
-    if (self->deadline && urt__timer_arm(&rt->timers, self, self->deadline) < 0) {
+    /* The deadline's timer stays armed from one operation to the next (see op_wait), and even
+       when the deadline moves later (urt__deadline_arm): a server that pushes its idle timeout
+       back on every message touches no timer structure for it. */
+    if (self->deadline && urt__deadline_arm(&rt->timers, self) < 0) {
         *err = -ENOMEM;
         return NULL;
     }

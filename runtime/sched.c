@@ -314,7 +314,7 @@ int urt__wq_wait(struct urt_runtime *rt, struct urt__wqueue *q, struct urt__wait
     else
         w->queue = NULL;
     if (interruptible && self->deadline &&
-        urt__timer_arm(&rt->timers, self, self->deadline) < 0) {
+        urt__deadline_arm(&rt->timers, self) < 0) {
         if (w->queue)
             urt__wq_remove(w);
         return -ENOMEM;

@@ -68,6 +68,17 @@ static void fifo_unlink(struct urt__timer_heap *h, struct urt_task *t)
     t->heap_index = 0;
 }
 
+static int grow(struct urt__timer_heap *h)
+{
+    uint32_t ncap = h->cap ? h->cap * 2 : 256;
+    struct urt__timer_entry *items = urt__realloc(h->items, (size_t)ncap * sizeof *items);
+    if (!items)
+        return -ENOMEM;
+    h->items = items;
+    h->cap = ncap;
+    return 0;
+}
+
 int urt__timer_arm(struct urt__timer_heap *h, struct urt_task *t, uint64_t at)
 {
     if (t->heap_index && t->wake_at == at)
@@ -79,6 +90,12 @@ int urt__timer_arm(struct urt__timer_heap *h, struct urt_task *t, uint64_t at)
      * thirty): those go to the tail of a list, O(1) both ways and no cache misses, and only the
      * out-of-order rest pays for the heap.
      */
+    if (!t->heap_index) {
+        /* Room in the heap for every armed timer, in the list or not: moving one from the list to
+           the heap (urt__timers_expire following a deadline) then never allocates, so never fails. */
+        if (h->len + h->fifo_len >= h->cap && grow(h) < 0)
+            return -ENOMEM;
+    }
     if (!t->heap_index && (!h->fifo_tail || at >= h->fifo_tail->wake_at)) {
         t->wake_at = at;
         t->heap_index = URT__IN_FIFO;
@@ -102,14 +119,6 @@ int urt__timer_arm(struct urt__timer_heap *h, struct urt_task *t, uint64_t at)
         else
             sift_down(h, i);
         return 0;
-    }
-    if (h->len == h->cap) {
-        uint32_t ncap = h->cap ? h->cap * 2 : 256;
-        struct urt__timer_entry *items = urt__realloc(h->items, (size_t)ncap * sizeof *items);
-        if (!items)
-            return -ENOMEM;
-        h->items = items;
-        h->cap = ncap;
     }
     t->wake_at = at;
     h->items[h->len] = (struct urt__timer_entry){ at, t };
@@ -148,14 +157,29 @@ void urt__timers_expire(struct urt_runtime *rt, uint64_t now)
 {
     struct urt_task *t;
     while ((t = urt__timer_first(&rt->timers)) && t->wake_at <= now) {
-        urt__timer_disarm(&rt->timers, t);
-        if (now - t->wake_at > rt->st.timer_late_max_ns)
-            rt->st.timer_late_max_ns = now - t->wake_at;
-        /* The deadline has passed, or the sleep is over; a sleep that ends exactly at the
-           deadline counts as timed out. */
-        if (t->deadline && t->wake_at >= t->deadline)
+        uint64_t due = t->wake_at;
+        bool fire = t->state == URT__PARKED && t->wait_kind == URT__WAIT_SLEEP;
+        if (fire) {
+            /* The sleep is over; one that ends exactly at the deadline counts as timed out. */
+            if (t->deadline && t->wake_at >= t->deadline)
+                t->flags |= URT__TIMED_OUT;
+        } else if (t->deadline > now) {
+            /* A deadline's timer, armed before the deadline was pushed later (urt_deadline
+               leaves it where it was, so that a server re-arming its idle timeout on every
+               message does no timer work): follow the deadline. Cannot fail (see
+               urt__timer_arm). */
+            urt__timer_arm(&rt->timers, t, t->deadline);
+            continue;
+        } else if (t->deadline) {
             t->flags |= URT__TIMED_OUT;
-        urt__interrupt(rt, t);
+            due = t->deadline;
+            fire = true;
+        }
+        urt__timer_disarm(&rt->timers, t);
+        if (now - due > rt->st.timer_late_max_ns)
+            rt->st.timer_late_max_ns = now - due;
+        if (fire)
+            urt__interrupt(rt, t);
     }
 }
 
@@ -210,7 +234,9 @@ uint64_t urt_deadline(uint64_t abs_ns)
         return 0;
     uint64_t old = self->deadline;
     self->deadline = abs_ns;
-    if (self->heap_index && self->wake_at != abs_ns)
-        urt__timer_disarm(&urt__rt->timers, self);   /* left armed by an earlier call */
+    /* A timer left armed by an earlier call stays when the deadline moves later: it will follow
+       the deadline when it fires (urt__timers_expire). Earlier, or none: it must go. */
+    if (self->heap_index && (abs_ns == 0 || abs_ns < self->wake_at))
+        urt__timer_disarm(&urt__rt->timers, self);
     return old;
 }

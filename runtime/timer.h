@@ -18,6 +18,15 @@ static inline struct urt_task *urt__timer_first(const struct urt__timer_heap *h)
     return h->items[0].at <= b->wake_at ? a : b;
 }
 
+/* Arms t's deadline for the wait it is about to start. A timer still armed no later than the
+   deadline is enough: urt__timers_expire moves it on to the deadline when it fires. */
+static inline int urt__deadline_arm(struct urt__timer_heap *h, struct urt_task *t)
+{
+    if (t->heap_index && t->wake_at <= t->deadline)
+        return 0;
+    return urt__timer_arm(h, t, t->deadline);
+}
+
 static inline uint64_t urt__timers_armed(const struct urt__timer_heap *h)
 {
     return h->len + h->fifo_len;

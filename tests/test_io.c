@@ -901,6 +901,84 @@ UT_TEST(close_wakes_waiters_with_ebadf)
     assert_true(r.ns < URT_SEC(5));
 }
 
+/*
+ * A deadline's timer stays where it was armed when the deadline moves later (the idle timeout
+ * of a server, pushed back on every message): it must then follow the deadline, not fire at its
+ * old time; moved earlier or cleared, the timer must follow at once.
+ */
+struct moving_deadline {
+    long later, earlier, cleared;
+    uint64_t later_ns, earlier_ns, cleared_ns;
+    char buf[8];
+};
+
+static int late_writer(void *arg)
+{
+    int fd = (int)(intptr_t)arg;
+    urt_sleep(URT_MSEC(60));
+    return write(fd, "x", 1) == 1 ? 0 : -1;
+}
+
+static int moving_deadline_main(void *arg)
+{
+    struct moving_deadline *r = arg;
+    int p[2];
+    if (pipe(p))
+        return -1;
+    /* Armed at +30 ms by a read that completes at once, then pushed to +150 ms: the next read
+       must wait past the old time and time out at the new one. */
+    uint64_t t0 = urt_now();
+    urt_deadline(t0 + URT_MSEC(30));
+    EXPECT_EQ(write(p[1], "a", 1), 1);
+    EXPECT_EQ(urt_read(p[0], r->buf, 1, -1), 1);
+    for (int i = 1; i <= 5; i++)   /* several pushes, as per-message re-arming does */
+        urt_deadline(t0 + URT_MSEC(30) * (uint64_t)i);
+    r->later = urt_read(p[0], r->buf, 1, -1);
+    r->later_ns = urt_now() - t0;
+
+    /* Armed at +10 s, then brought forward to +30 ms. */
+    t0 = urt_now();
+    urt_deadline(t0 + URT_SEC(10));
+    EXPECT_EQ(write(p[1], "b", 1), 1);
+    EXPECT_EQ(urt_read(p[0], r->buf, 1, -1), 1);
+    urt_deadline(t0 + URT_MSEC(30));
+    r->earlier = urt_read(p[0], r->buf, 1, -1);
+    r->earlier_ns = urt_now() - t0;
+
+    /* Armed at +20 ms, then cleared: a read answered at +60 ms gets its byte. */
+    t0 = urt_now();
+    urt_deadline(t0 + URT_MSEC(20));
+    EXPECT_EQ(write(p[1], "c", 1), 1);
+    EXPECT_EQ(urt_read(p[0], r->buf, 1, -1), 1);
+    urt_deadline(0);
+    urt_task *w = urt_spawn(late_writer, (void *)(intptr_t)p[1]);
+    r->cleared = urt_read(p[0], r->buf, 1, -1);
+    r->cleared_ns = urt_now() - t0;
+    EXPECT_EQ(urt_join(w), 0);
+
+    struct urt_stats st;
+    urt_stats(&st);
+    EXPECT_EQ(st.timers_armed, 0);
+    close(p[0]);
+    close(p[1]);
+    return 0;
+}
+
+UT_TEST(deadline_moved_while_its_timer_is_armed)
+{
+    struct moving_deadline r;
+    memset(&r, 0, sizeof r);
+    assert_int_equal(urt_run(moving_deadline_main, &r, NULL), 0);
+    assert_int_equal(r.later, -ETIMEDOUT);
+    assert_true(r.later_ns >= URT_MSEC(149));
+    assert_true(r.later_ns < URT_SEC(5));
+    assert_int_equal(r.earlier, -ETIMEDOUT);
+    assert_true(r.earlier_ns >= URT_MSEC(29));
+    assert_true(r.earlier_ns < URT_SEC(5));
+    assert_int_equal(r.cleared, 1);
+    assert_true(r.cleared_ns >= URT_MSEC(59));
+}
+
 /* ---- races between a cancel (or a deadline) and a completing read ----------------------------- */
 
 #define RACE_ITERS 100000
@@ -1463,6 +1541,7 @@ int main(void)
         cmocka_unit_test(bad_fds_and_buffers_are_errors),
         cmocka_unit_test(peer_vanished),
         cmocka_unit_test(deadlines_on_io_then_fd_still_works),
+        cmocka_unit_test(deadline_moved_while_its_timer_is_armed),
         cmocka_unit_test(connect_deadline_and_cancel),
         cmocka_unit_test(cancel_blocked_read),
         cmocka_unit_test(close_wakes_waiters_with_ebadf),
