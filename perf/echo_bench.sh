@@ -29,11 +29,12 @@ conns_list="100 1000"
 sizes_list="64 4096"
 retries=2
 quiet_wait=60
+servers="uring epoll urt"
 
 usage() {
     cat <<EOF
 usage: $0 [--seconds S] [--warmup W] [--conns "C1 C2.."] [--sizes "M1 M2.."] [--retries N]
-       [--quiet-wait S] [--build DIR] [--help]
+       [--quiet-wait S] [--servers "uring epoll urt multishot"] [--build DIR] [--help]
 
 Runs urt's echo server (build/examples/echo_server) and the baselines build/perf/echo_uring
 (raw liburing) and build/perf/echo_epoll, each pinned to CPU 0, under build/perf/echo_load
@@ -48,6 +49,11 @@ Builds nothing.
                 >= 10% of a core in its window, as echo_load measures); default 2
   --quiet-wait S  before each run, waits up to S seconds (default 60) for a second in which
                 the machine is idle (< 10% of a core busy); 0: do not wait
+  --servers L   which servers, in this order (default "uring epoll urt"): uring = raw liburing
+                (build/perf/echo_uring), epoll (build/perf/echo_epoll), urt
+                (build/examples/echo_server), multishot = raw liburing with a multishot recv
+                into provided buffers (build/perf/echo_uring_multishot). Ratios are to uring,
+                so keep it in the list.
   --build DIR   the build directory (default $root/build)
   --help        print this help and exit
 EOF
@@ -61,6 +67,7 @@ while [ $# -gt 0 ]; do
     --sizes) sizes_list=${2:?}; shift 2 ;;
     --retries) retries=${2:?}; shift 2 ;;
     --quiet-wait) quiet_wait=${2:?}; shift 2 ;;
+    --servers) servers=${2:?}; shift 2 ;;
     --build) build=${2:?}; shift 2 ;;
     --help|-h) usage; exit 0 ;;
     *) echo "$0: unknown option '$1'" >&2; usage >&2; exit 2 ;;
@@ -155,13 +162,17 @@ wait_quiet() {
     return 0
 }
 
-servers="uring epoll urt"
 declare -A bin=(
     [uring]="$build/perf/echo_uring"
     [epoll]="$build/perf/echo_epoll"
     [urt]="$build/examples/echo_server"
+    [multishot]="$build/perf/echo_uring_multishot"
 )
-declare -A name=([uring]="raw liburing" [epoll]="epoll" [urt]="urt echo_server")
+declare -A name=([uring]="raw liburing" [epoll]="epoll" [urt]="urt echo_server"
+                 [multishot]="raw multishot")
+for s in $servers; do
+    [ -n "${bin[$s]:-}" ] || { echo "$0: --servers: unknown server '$s'" >&2; exit 2; }
+done
 
 echo "echo_bench: servers on CPU 0, echo_load on CPU 1; ${warmup}s warm-up + ${seconds}s window per run"
 echo "            (logs in $logs)"
@@ -175,7 +186,7 @@ for conns in $conns_list; do
         for s in $servers; do
             tag="$s.c$conns.m$size"
             if [ ! -x "${bin[$s]}" ]; then
-                rows+=("$s|$conns|$size|skipped||||||||(not built)")
+                rows+=("$s|$conns|$size|skipped|||||||||(not built)")
                 continue
             fi
             attempt=0
@@ -202,15 +213,16 @@ for conns in $conns_list; do
                 break
             done
             if [ -z "$srv_port" ]; then
-                rows+=("$s|$conns|$size|failed||||||||(did not start: see $logs)")
+                rows+=("$s|$conns|$size|failed|||||||||(did not start: see $logs)")
                 continue
             fi
             if [ -z "$json" ]; then
-                rows+=("$s|$conns|$size|failed||||||||(echo_load: see $logs/$tag.load)")
+                rows+=("$s|$conns|$size|failed|||||||||(echo_load: see $logs/$tag.load)")
                 continue
             fi
             rps=$(jget rps "$json")
             cpu=$(jget server_cpu_us_per_req "$json")
+            usr=$(jget server_user_us_per_req "$json")
             util=$(jget server_cpu "$json")
             p99=$(jget p99_us "$json")
             gen=$(jget gen_thread_busy_max "$json")
@@ -224,29 +236,30 @@ for conns in $conns_list; do
             [ "$disturbed" = 1 ] && note="${note:+$note; }disturbed: others used $(awk -v o="$others" 'BEGIN { printf "%.0f", o * 100 }')% of a core"
             r_rps=$(awk -v a="$rps" -v b="$base_rps" 'BEGIN { if (b > 0) printf "%.2f", a / b; else printf "-" }')
             r_cpu=$(awk -v a="$cpu" -v b="$base_cpu" 'BEGIN { if (b > 0 && a >= 0) printf "%.2f", a / b; else printf "-" }')
-            rows+=("$s|$conns|$size|$rps|$r_rps|$cpu|$r_cpu|$util|$p99|$gen|$errs|$note")
+            rows+=("$s|$conns|$size|$rps|$r_rps|$cpu|$r_cpu|$usr|$util|$p99|$gen|$errs|$note")
             printf '  %-6s %5s conns x %5s B: %10.0f req/s, %6.2f us CPU/req\n' "$s" "$conns" "$size" "$rps" "$cpu"
-            echo "{\"bench\":\"echo_bench\",\"server\":\"$s\",\"conns\":$conns,\"size\":$size,\"rps\":$rps,\"rps_vs_uring\":\"$r_rps\",\"server_cpu_us_per_req\":$cpu,\"cpu_vs_uring\":\"$r_cpu\",\"server_cpu\":$util,\"p99_us\":$p99,\"gen_busy\":$gen,\"gen_saturated\":$sat,\"other_cpu\":$others,\"errors\":$errs}" >>"$logs/results.jsonl"
+            echo "{\"bench\":\"echo_bench\",\"server\":\"$s\",\"conns\":$conns,\"size\":$size,\"rps\":$rps,\"rps_vs_uring\":\"$r_rps\",\"server_cpu_us_per_req\":$cpu,\"cpu_vs_uring\":\"$r_cpu\",\"server_user_us_per_req\":$usr,\"server_cpu\":$util,\"p99_us\":$p99,\"gen_busy\":$gen,\"gen_saturated\":$sat,\"other_cpu\":$others,\"errors\":$errs}" >>"$logs/results.jsonl"
         done
     done
 done
 
 echo
-printf '%-16s %6s %6s %10s %7s %9s %7s %6s %9s %6s %6s  %s\n' \
-    server conns size 'req/s' 'xuring' 'CPUus/req' 'xuring' 'srvCPU' 'p99 us' 'genCPU' errors note
+printf '%-16s %6s %6s %10s %7s %9s %7s %7s %6s %9s %6s %6s  %s\n' \
+    server conns size 'req/s' 'xuring' 'CPUus/req' 'xuring' 'user us' 'srvCPU' 'p99 us' 'genCPU' errors note
 for r in "${rows[@]}"; do
-    IFS='|' read -r s conns size rps r_rps cpu r_cpu util p99 gen errs note <<<"$r"
+    IFS='|' read -r s conns size rps r_rps cpu r_cpu usr util p99 gen errs note <<<"$r"
     if [ "$rps" = skipped ] || [ "$rps" = failed ]; then
         printf '%-16s %6s %6s %10s %s\n' "${name[$s]}" "$conns" "$size" "$rps" "$note"
         continue
     fi
-    printf '%-16s %6s %6s %10.0f %7s %9.3f %7s %5.0f%% %9.1f %5.0f%% %6s  %s\n' \
-        "${name[$s]}" "$conns" "$size" "$rps" "$r_rps" "$cpu" "$r_cpu" \
+    printf '%-16s %6s %6s %10.0f %7s %9.3f %7s %7.3f %5.0f%% %9.1f %5.0f%% %6s  %s\n' \
+        "${name[$s]}" "$conns" "$size" "$rps" "$r_rps" "$cpu" "$r_cpu" "$usr" \
         "$(awk -v u="$util" 'BEGIN { print u * 100 }')" "$p99" \
         "$(awk -v u="$gen" 'BEGIN { print u * 100 }')" "$errs" "$note"
 done
 for n in "${notes[@]}"; do echo "note: $n"; done
 echo "xuring: ratio to the raw liburing server in the same run (req/s: higher is better; CPU/req: lower)."
+echo "user us: the part of CPUus/req spent in user space (the rest is the kernel's)."
 echo "srvCPU: server CPU use in the window (100% = its core saturated); genCPU: echo_load's busy"
 echo "share of its core (spinning on an empty epoll excluded); >= 90% marks it saturated."
 echo "JSON lines: $logs/results.jsonl"

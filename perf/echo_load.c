@@ -338,8 +338,9 @@ static uint64_t rusage_ns(void)
            ((uint64_t)ru.ru_utime.tv_usec + (uint64_t)ru.ru_stime.tv_usec) * 1000ull;
 }
 
-/* utime+stime of process pid in nanoseconds (clock-tick resolution); -1 when unreadable. */
-static int64_t proc_cpu_ns(long pid)
+/* utime+stime of process pid in nanoseconds (clock-tick resolution), and its utime alone in
+   *user; -1 when unreadable. */
+static int64_t proc_cpu_ns(long pid, int64_t *user)
 {
     char path[64], buf[1024];
     snprintf(path, sizeof path, "/proc/%ld/stat", pid);
@@ -357,8 +358,9 @@ static int64_t proc_cpu_ns(long pid)
     unsigned long long ut, st;
     if (sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
         return -1;
-    long hz = sysconf(_SC_CLK_TCK);
-    return (int64_t)((ut + st) * (1000000000ull / (unsigned long long)hz));
+    unsigned long long tick = 1000000000ull / (unsigned long long)sysconf(_SC_CLK_TCK);
+    *user = (int64_t)(ut * tick);
+    return (int64_t)((ut + st) * tick);
 }
 
 /* Non-idle time of the whole machine (all CPUs) in nanoseconds, from /proc/stat; -1 if unknown. */
@@ -545,7 +547,8 @@ int main(int argc, char **argv)
     uint64_t *cpu0 = calloc(threads, sizeof(uint64_t)), *cpu1 = calloc(threads, sizeof(uint64_t));
     uint64_t *idle0 = calloc(threads, sizeof(uint64_t)), *idle1 = calloc(threads, sizeof(uint64_t));
     int64_t mach0 = machine_busy_ns();
-    int64_t srv0 = server_pid ? proc_cpu_ns(server_pid) : -1;
+    int64_t srv_user0 = 0, srv_user1 = 0;
+    int64_t srv0 = server_pid ? proc_cpu_ns(server_pid, &srv_user0) : -1;
     uint64_t ru0 = rusage_ns();
     for (uint64_t i = 0; i < threads; i++) {
         cpu0[i] = cpu_ns(thr[i].cpuclock);
@@ -563,7 +566,7 @@ int main(int argc, char **argv)
         idle1[i] = atomic_load(&thr[i].idle_ns);
     }
     uint64_t ru1 = rusage_ns();
-    int64_t srv1 = server_pid ? proc_cpu_ns(server_pid) : -1;
+    int64_t srv1 = server_pid ? proc_cpu_ns(server_pid, &srv_user1) : -1;
     int64_t mach1 = machine_busy_ns();
 
     for (uint64_t i = 0; i < threads; i++)
@@ -630,13 +633,15 @@ int main(int argc, char **argv)
            "(CPU %.1f%%%s); %.1f events per epoll_wait\n",
            thr_busy_max * 100, proc_share * 100, ncpu, ncpu == 1 ? "" : "s", proc_cpu * 100,
            spin ? ", spinning included" : "", polls ? (double)events / (double)polls : 0.0);
-    double srv_util = -1, srv_us_req = -1;
+    double srv_util = -1, srv_us_req = -1, srv_user_us_req = -1;
     if (server_pid) {
         if (srv0 >= 0 && srv1 >= 0) {
             srv_util = (double)(srv1 - srv0) / (double)(w1 - w0);
             srv_us_req = reqs ? (double)(srv1 - srv0) / 1e3 / (double)reqs : -1;
-            printf("server:    pid %ld used %.1f%% of a core, %.3f us CPU per request\n",
-                   server_pid, srv_util * 100, srv_us_req);
+            srv_user_us_req = reqs ? (double)(srv_user1 - srv_user0) / 1e3 / (double)reqs : -1;
+            printf("server:    pid %ld used %.1f%% of a core, %.3f us CPU per request "
+                   "(%.3f in user space, the rest in the kernel)\n",
+                   server_pid, srv_util * 100, srv_us_req, srv_user_us_req);
         } else {
             printf("server:    pid %ld: /proc/%ld/stat unreadable\n", server_pid, server_pid);
         }
@@ -656,13 +661,14 @@ int main(int argc, char **argv)
            "\"err_other\":%llu,\"gen_thread_busy_max\":%.3f,\"gen_busy_share\":%.3f,"
            "\"gen_cpu\":%.3f,\"gen_spin\":%s,\"events_per_poll\":%.2f,"
            "\"gen_saturated\":%s,\"server_cpu\":%.3f,\"server_cpu_us_per_req\":%.4f,"
-           "\"other_cpu\":%.3f}\n",
+           "\"server_user_us_per_req\":%.4f,\"other_cpu\":%.3f}\n",
            host, port, (unsigned long long)conns, (unsigned long long)size,
            (unsigned long long)threads, window, (unsigned long long)reqs, rps, p50 / 1e3,
            p99 / 1e3, p999 / 1e3, lat_max / 1e3, (unsigned long long)errors,
            (unsigned long long)err_connect, (unsigned long long)e_reset,
            (unsigned long long)e_mis, (unsigned long long)e_other, thr_busy_max, proc_share,
-           proc_cpu, spin ? "true" : "false", polls ? (double)events / (double)polls : 0.0, saturated ? "true" : "false", srv_util, srv_us_req, others);
+           proc_cpu, spin ? "true" : "false", polls ? (double)events / (double)polls : 0.0, saturated ? "true" : "false", srv_util, srv_us_req,
+           srv_user_us_req, others);
     fflush(stdout);
     return (errors || !reqs) ? 1 : 0;
 }
