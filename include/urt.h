@@ -242,6 +242,10 @@ int urt_sleep_until(uint64_t abs_ns);
  *     uint64_t old = urt_deadline(urt_now() + URT_SEC(5));
  *     n = urt_recv(fd, buf, len, 0);
  *     urt_deadline(old);
+ *
+ * Cheap to renew: moving a deadline later (an idle timeout pushed back on every message) does no
+ * timer work at all, since the timer armed for the earlier time moves on when it fires; moving it
+ * earlier, or removing it, is O(1) for timers armed in increasing order and O(log n) otherwise.
  */
 uint64_t urt_deadline(uint64_t abs_ns);
 
