@@ -11,6 +11,8 @@
  *
  *  - Idle clients: a deadline (urt_deadline) set at the start and after each message received. A peer that sends nothing, or
  *    stops reading what we echo, for --idle-timeout ms makes the call return -ETIMEDOUT.
+ *  - Accepting: a urt_listener keeps one multishot accept armed, so the kernel accepts each
+ *    connection without a request of its own (--plain-accept: one urt_accept per connection).
  *  - Floods: at most --max-conns connections are served. Past that, a new connection is accepted
  *    and closed at once (counted as "refused"), so the client sees EOF instead of hanging in the
  *    listen backlog, and a flood costs no more than --max-conns tasks.
@@ -50,6 +52,7 @@ static struct {
     const char *host;
     unsigned    port;
     uint64_t    max_conns, idle_ns, grace_ns;
+    int         plain_accept; /* one urt_accept per connection instead of a urt_listener */
 
     int         listen_fd;
     urt_group  *conns;        /* every connection task */
@@ -75,6 +78,9 @@ static void usage(FILE *to, const char *prog)
             "                       (default 30000; 0: never)\n"
             "  --grace MS           on SIGINT/SIGTERM, how long live connections may go on\n"
             "                       before they are cancelled (default 2000)\n"
+            "  --plain-accept       one accept request per connection instead of one multishot\n"
+            "                       accept for all (urt_accept instead of a urt_listener; for\n"
+            "                       comparison, perf/accept_bench.sh)\n"
             "  --help               print this help and exit\n"
             "\n"
             "Prints \"listening on HOST:PORT\" once ready, and its counters when it stops.\n",
@@ -128,16 +134,29 @@ done:
     return 0;             /* a nonzero status would make the group cancel every connection */
 }
 
+/* The next connection: from the listener (one multishot accept for all), or one accept each. */
+static int next_connection(urt_listener *l)
+{
+    return l ? urt_listener_accept(l) : urt_accept(S.listen_fd, NULL, NULL, SOCK_CLOEXEC);
+}
+
 static int accept_loop(void *arg)
 {
     (void)arg;
     uint64_t backoff = 0;
+    urt_listener *l = NULL;
+    if (!S.plain_accept && !(l = urt_listener_new(S.listen_fd, SOCK_CLOEXEC))) {
+        fprintf(stderr, "echo_server: urt_listener_new: %s\n", strerror(errno));
+        kill(getpid(), SIGTERM);
+        return 1;
+    }
+    int ret = 0;
 
     for (;;) {
-        int fd = urt_accept(S.listen_fd, NULL, NULL, SOCK_CLOEXEC);
+        int fd = next_connection(l);
         if (fd == -ECANCELED)
-            return 0;     /* shutting down (a connection accepted in that same instant came
-                             back as an fd on the call before, and is served) */
+            break;        /* shutting down (connections accepted but not taken are closed by
+                             urt_listener_free: their clients see the connection close) */
         if (fd == -EMFILE || fd == -ENFILE || fd == -ENOBUFS || fd == -ENOMEM) {
             /* The connection stays queued: accepting again now would fail again now. */
             S.emfile_backoffs++;
@@ -145,14 +164,15 @@ static int accept_loop(void *arg)
             if (backoff > BACKOFF_MAX)
                 backoff = BACKOFF_MAX;
             if (urt_sleep(backoff) == -ECANCELED)
-                return 0;
+                break;
             continue;
         }
         if (fd == -EBADF || fd == -EINVAL || fd == -ENOTSOCK || fd == -EFAULT) {
             /* The listener itself is broken: shut down the way a signal would. */
             fprintf(stderr, "echo_server: accept: %s\n", strerror(-fd));
             kill(getpid(), SIGTERM);
-            return 1;
+            ret = 1;
+            break;
         }
         if (fd < 0)
             continue;     /* ECONNABORTED, EPERM, EPROTO...: that one connection failed */
@@ -176,6 +196,9 @@ static int accept_loop(void *arg)
         S.accepted++;
         S.live++;
     }
+    if (l)
+        urt_listener_free(l);
+    return ret;
 }
 
 /* socket, bind, listen: none of them blocks, so they need no task form. */
@@ -300,6 +323,7 @@ int main(int argc, char **argv)
         { "max-conns", required_argument, NULL, 'm' },
         { "idle-timeout", required_argument, NULL, 'i' },
         { "grace", required_argument, NULL, 'g' },
+        { "plain-accept", no_argument, NULL, 'P' },
         { "help", no_argument, NULL, 'H' },
         { 0 },
     };
@@ -312,6 +336,7 @@ int main(int argc, char **argv)
         case 'm': S.max_conns = number(opts[i].name, optarg, UINT32_MAX); break;
         case 'i': S.idle_ns = URT_MSEC(number(opts[i].name, optarg, day_ms)); break;
         case 'g': S.grace_ns = URT_MSEC(number(opts[i].name, optarg, day_ms)); break;
+        case 'P': S.plain_accept = 1; break;
         case 'H': usage(stdout, argv[0]); return 0;
         default:  usage(stderr, argv[0]); return 2;
         }

@@ -122,9 +122,9 @@ struct urt_stats {
     uint64_t tasks_spawned;   /* tasks ever started, the first included                           */
     uint64_t switches;        /* context switches between tasks or to the scheduler               */
     uint64_t sqes_submitted;  /* SQEs handed to the kernel                                        */
-    uint64_t cqes_reaped;     /* completions consumed                                             */
+    uint64_t cqes_reaped;     /* completions consumed (a multishot request posts several)         */
     uint64_t enter_calls;     /* io_uring_enter system calls made by the scheduler                */
-    uint64_t ops_inflight;    /* SQEs queued or submitted whose completion has not yet arrived    */
+    uint64_t ops_inflight;    /* SQEs queued or submitted whose last completion has not arrived   */
     uint64_t cancels;         /* cancel requests sent to the kernel                               */
     uint64_t sq_full;         /* times an SQE had to wait for a flush of a full submission queue  */
     uint64_t stacks_pooled;   /* freed stacks kept for reuse right now                            */
@@ -271,6 +271,34 @@ ssize_t urt_sendmsg(int fd, const struct msghdr *msg, int flags);
 /* (T) accept4(2): the new fd; flags are accept4's (SOCK_NONBLOCK, SOCK_CLOEXEC). addr and addrlen may be NULL. An fd accepted by a call that was
    cancelled in the same instant is returned, not leaked; EMFILE/ENFILE come back as errors. */
 int urt_accept(int fd, struct sockaddr *addr, socklen_t *addrlen, int flags);
+
+/*
+ * Listeners: accepting with one multishot accept (Linux 5.19) instead of one request per
+ * connection. The kernel accepts connections as they arrive, also while no task is waiting, and
+ * they wait in the listener's queue, in order, each an open fd, until taken; an accept error
+ * (EMFILE, ENFILE...) takes its place in that order and ends the multishot accept, which the next
+ * urt_listener_accept arms again. A connection storm then costs no SQE per connection
+ * (perf/accept_bench.sh measures both ways). The listening fd stays the caller's: free the
+ * listener before closing it (urt_close ends the multishot accept too; takers then see -EBADF).
+ */
+typedef struct urt_listener urt_listener;
+
+/* (T) A listener on the listening socket fd; flags are accept4's (SOCK_NONBLOCK, SOCK_CLOEXEC)
+   for every connection it accepts. Nothing is accepted before the first urt_listener_accept.
+   NULL with errno: EPERM outside a task, EBADF for fd < 0, EINVAL for other flags, ENOMEM. */
+urt_listener *urt_listener_new(int fd, int flags);
+
+/* (T) The next accepted connection's fd (the caller owns it), waiting for one if none is queued;
+   or the accept's error (-EMFILE, -ENFILE, -ECONNABORTED, -EINVAL when fd is not listening or
+   the kernel has no multishot accept...), -ECANCELED, -ETIMEDOUT, -EBADF if the listener is freed
+   meanwhile, -EINVAL for NULL or a listener of another runtime, -EPERM outside a task. */
+int urt_listener_accept(urt_listener *l);
+
+/* (T) Ends the multishot accept, waits for the kernel to let go of it, closes the connections
+   accepted but not taken, wakes tasks still in urt_listener_accept (-EBADF) and frees l. Not a
+   cancellation point. 0; -EINVAL for NULL or a foreign listener; -EPERM outside a task.
+   Listeners not freed are freed when urt_run returns. */
+int urt_listener_free(urt_listener *l);
 
 /* (T) connect(2). -ETIMEDOUT from the deadline leaves fd in an undefined connect state: close it. */
 int urt_connect(int fd, const struct sockaddr *addr, socklen_t addrlen);

@@ -97,8 +97,9 @@ static void collect(struct urt_runtime *rt, struct urt__blocking *b)
     }
 }
 
-static void on_eventfd(struct urt_runtime *rt, struct urt__iop *iop, int res)
+static void on_eventfd(struct urt_runtime *rt, struct urt__iop *iop, int res, unsigned cqe_flags)
 {
+    (void)cqe_flags;
     struct urt__blocking *b = (struct urt__blocking *)((char *)iop - offsetof(struct urt__blocking, iop));
     b->armed = false;
     collect(rt, b);

@@ -66,14 +66,18 @@ void urt__ring_exit(struct urt_runtime *rt)
 static void reap(struct urt_runtime *rt)
 {
     struct io_uring_cqe *cqe;
-    unsigned head, n = 0;
+    unsigned head, n = 0, more = 0;
     io_uring_for_each_cqe(&rt->ring, head, cqe) {
         n++;
         if (cqe->user_data == URT__UDATA_IGNORE || cqe->user_data == LIBURING_UDATA_TIMEOUT)
             continue;
         if (cqe->user_data & URT__UDATA_INTERNAL) {
             struct urt__iop *iop = (struct urt__iop *)(uintptr_t)(cqe->user_data & ~URT__UDATA_INTERNAL);
-            iop->fn(rt, iop, cqe->res);
+            /* A multishot request (a listener's accept) stays in flight while the kernel says
+               more completions will follow. */
+            if (cqe->flags & IORING_CQE_F_MORE)
+                more++;
+            iop->fn(rt, iop, cqe->res, cqe->flags);
             continue;
         }
         struct urt__op *op = (struct urt__op *)(uintptr_t)cqe->user_data;
@@ -90,7 +94,7 @@ static void reap(struct urt_runtime *rt)
     if (n) {
         io_uring_cq_advance(&rt->ring, n);
         rt->st.cqes_reaped += n;
-        rt->st.ops_inflight -= n;
+        rt->st.ops_inflight -= n - more;
     }
 }
 

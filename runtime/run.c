@@ -64,6 +64,7 @@ int urt_run(urt_fn main_fn, void *arg, const struct urt_config *cfg)
         ret = rt->main_status;
     }
     urt__blocking_exit(rt);
+    urt__listeners_exit(rt);
     /* Every task has ended; only requests nobody waits for (cancels) can still be in flight. */
     while (rt->st.ops_inflight)
         urt__ring_poll(rt, true, UINT64_MAX);

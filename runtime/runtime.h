@@ -94,7 +94,7 @@ struct urt__op {
 /* A request the runtime itself owns: user_data is its address | URT__UDATA_INTERNAL, and its
    completion calls fn instead of waking a task. */
 struct urt__iop {
-    void (*fn)(struct urt_runtime *rt, struct urt__iop *iop, int res);
+    void (*fn)(struct urt_runtime *rt, struct urt__iop *iop, int res, unsigned cqe_flags);
 };
 #define URT__UDATA_INTERNAL 1ull
 
@@ -151,6 +151,7 @@ struct urt_runtime {
     void                   *sched_asan_fake;
     void                   *altstack;          /* ours, if the thread had none             */
     struct urt__blocking   *blocking;          /* helper threads, started on first use     */
+    struct urt_listener    *listeners;         /* live urt_listeners (multishot accepts)      */
     unsigned                blocking_threads;  /* at most this many                        */
     bool                    kernel_timers;     /* sleeps as IORING_OP_TIMEOUT (measurement)   */
 };
@@ -223,6 +224,9 @@ int urt__sleep_kernel(uint64_t wake);
 /* blocking.c */
 void urt__blocking_exit(struct urt_runtime *rt);
 void urt__blocking_rearm(struct urt_runtime *rt);
+
+/* listener.c: ends every listener's multishot accept and frees them (urt_run's end). */
+void urt__listeners_exit(struct urt_runtime *rt);
 int  urt__blocking_call(urt_fn fn, void *arg, void (*cleanup)(void *, int), bool cancellable,
                         int *result);
 

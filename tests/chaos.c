@@ -1550,7 +1550,7 @@ static void act_misuse(struct trec *me)
         break;
     }
     case 4: { /* NULL channels and elements */
-        uint8_t e[ELEM_MAX];
+        uint8_t e[ELEM_MAX] = { 0 };
         if ((r = urt_chan_send(NULL, e)) != -EINVAL)
             FAIL(w, "urt_chan_send(NULL) did not fail -EINVAL", r, 0);
         if (w->nchans && w->chans[0].c && (r = urt_chan_try_recv(w->chans[0].c, NULL)) != -EINVAL)

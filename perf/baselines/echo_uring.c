@@ -164,6 +164,10 @@ int main(int argc, char **argv)
             (flags & IORING_SETUP_DEFER_TASKRUN) ? " (single issuer, deferred task run)" : "",
             (flags & IORING_SETUP_COOP_TASKRUN) ? " (cooperative task run)" : "");
 
+    /* ECHO_SINGLE_ACCEPT=1: one plain accept per connection, to measure what multishot saves. */
+    const char *single = getenv("ECHO_SINGLE_ACCEPT");
+    if (single && *single == '1')
+        multishot = 0;
     accept_op.cb = on_accept;
     arm_accept();
     for (;;) {

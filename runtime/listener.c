@@ -1,0 +1,214 @@
+/*
+ * listener.c - accepting connections with one multishot accept per listening socket.
+ *
+ * urt_accept costs one SQE per connection. A listener arms a single multishot accept instead: the
+ * kernel accepts each connection as it arrives and posts its fd, and the fds wait in the
+ * listener's queue (in order, with any accept error in its place) until tasks take them. No task
+ * owns the kernel request, so its completions come back through an internal iop, and the
+ * listener, not a task's stack, holds what the kernel reports.
+ */
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "fault.h"
+#include "ring.h"
+
+struct urt_listener {
+    struct urt__iop      iop;
+    struct urt_runtime  *rt;
+    int                  fd, flags;
+    bool                 armed;        /* the multishot accept is in the kernel                 */
+    bool                 closing;      /* urt_listener_free (or urt_run's end) has begun        */
+    int                 *q;            /* accepted fds, or -errno where an accept failed: a ring */
+    uint32_t             qfirst, qlen, qcap;
+    struct urt__wqueue   takers;       /* tasks in urt_listener_accept                          */
+    struct urt__wqueue   drained;      /* urt_listener_free, until the kernel request has ended */
+    struct urt_listener *prev, *next;  /* the runtime's live listeners                         */
+};
+
+static struct urt_listener *of_iop(struct urt__iop *iop)
+{
+    return (struct urt_listener *)((char *)iop - offsetof(struct urt_listener, iop));
+}
+
+static bool queue_push(struct urt_listener *l, int v)
+{
+    if (l->qlen == l->qcap) {
+        uint32_t ncap = l->qcap ? l->qcap * 2 : 16;
+        int *q = urt__malloc((size_t)ncap * sizeof *q);
+        if (!q)
+            return false;
+        for (uint32_t i = 0; i < l->qlen; i++)   /* unwrapped, in order */
+            q[i] = l->q[(l->qfirst + i) & (l->qcap - 1)];
+        free(l->q);
+        l->q = q;
+        l->qcap = ncap;
+        l->qfirst = 0;
+    }
+    l->q[(l->qfirst + l->qlen) & (l->qcap - 1)] = v;
+    l->qlen++;
+    return true;
+}
+
+static int queue_pop(struct urt_listener *l)
+{
+    int v = l->q[l->qfirst];
+    l->qfirst = (l->qfirst + 1) & (l->qcap - 1);
+    l->qlen--;
+    return v;
+}
+
+static void wake_all(struct urt_runtime *rt, struct urt__wqueue *q, int result)
+{
+    struct urt__waiter *w;
+    while ((w = urt__wq_pop(q)))
+        urt__wq_wake(rt, w, result);
+}
+
+/* A completion of the multishot accept (runs while reaping: it may not queue SQEs). */
+static void on_accept(struct urt_runtime *rt, struct urt__iop *iop, int res, unsigned flags)
+{
+    struct urt_listener *l = of_iop(iop);
+    if (!(flags & IORING_CQE_F_MORE)) {
+        l->armed = false;   /* ended: by an error, a cancel, or the kernel; re-armed on demand */
+        wake_all(rt, &l->drained, 0);
+    }
+    if (l->closing) {
+        if (res >= 0)
+            close(res);     /* accepted as the listener closed: nobody will take it */
+        return;
+    }
+    if (res == -ECANCELED)
+        res = -EBADF;       /* only urt_close of the listening fd cancels it (as for urt_accept) */
+    if (!queue_push(l, res)) {
+        if (res >= 0)
+            close(res);     /* no memory to keep it: the client sees the connection close */
+        return;
+    }
+    struct urt__waiter *w = urt__wq_pop(&l->takers);
+    if (w)
+        urt__wq_wake(rt, w, 0);
+}
+
+static void arm(struct urt_runtime *rt, struct urt_listener *l)
+{
+    struct io_uring_sqe *sqe = urt__sqe(rt);
+    io_uring_prep_multishot_accept(sqe, l->fd, NULL, NULL, l->flags);
+    io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)&l->iop | URT__UDATA_INTERNAL);
+    l->armed = true;
+}
+
+urt_listener *urt_listener_new(int fd, int flags)
+{
+    struct urt_runtime *rt = urt__rt;
+    if (!urt__self()) {
+        errno = EPERM;
+        return NULL;
+    }
+    if (fd < 0) {
+        errno = EBADF;
+        return NULL;
+    }
+    if (flags & ~(SOCK_CLOEXEC | SOCK_NONBLOCK)) {
+        errno = EINVAL;
+        return NULL;
+    }
+    struct urt_listener *l = urt__calloc(1, sizeof *l);
+    if (!l) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    l->iop.fn = on_accept;
+    l->rt = rt;
+    l->fd = fd;
+    l->flags = flags;
+    l->next = rt->listeners;
+    if (rt->listeners)
+        rt->listeners->prev = l;
+    rt->listeners = l;
+    return l;
+}
+
+int urt_listener_accept(urt_listener *l)
+{
+    struct urt_runtime *rt = urt__rt;
+    struct urt_task *self = urt__self();
+    if (!self)
+        return -EPERM;
+    if (!l || l->rt != rt || l->closing)
+        return -EINVAL;
+    for (;;) {
+        int err = urt__check_blocking(self);
+        if (!err && l->qlen)
+            return queue_pop(l);
+        if (!err) {
+            if (!l->armed)
+                arm(rt, l);
+            struct urt__waiter w;
+            err = urt__wq_wait(rt, &l->takers, &w, true);
+            if (err == -EBADF)
+                return err;   /* the listener was freed: l is gone */
+        }
+        if (err) {
+            /* -ECANCELED or -ETIMEDOUT. A wake-up meant for this task may have come with it:
+               pass it on, or a connection could wait while another task sleeps. */
+            if (l->qlen) {
+                struct urt__waiter *next = urt__wq_pop(&l->takers);
+                if (next)
+                    urt__wq_wake(rt, next, 0);
+            }
+            return err;
+        }
+    }
+}
+
+/* Stops the kernel request and waits for its last completion; then frees l and what it holds. */
+static void destroy(struct urt_runtime *rt, struct urt_listener *l, bool in_task)
+{
+    l->closing = true;
+    wake_all(rt, &l->takers, -EBADF);
+    if (l->armed) {
+        struct io_uring_sqe *sqe = urt__sqe_cancel(rt);
+        io_uring_prep_cancel64(sqe, (uint64_t)(uintptr_t)&l->iop | URT__UDATA_INTERNAL, 0);
+        io_uring_sqe_set_data64(sqe, URT__UDATA_IGNORE);
+        while (l->armed) {
+            if (in_task) {
+                struct urt__waiter w;
+                urt__wq_wait(rt, &l->drained, &w, false);
+            } else {
+                urt__ring_poll(rt, true, UINT64_MAX);
+            }
+        }
+    }
+    while (l->qlen) {
+        int v = queue_pop(l);
+        if (v >= 0)
+            close(v);
+    }
+    if (l->prev)
+        l->prev->next = l->next;
+    else
+        rt->listeners = l->next;
+    if (l->next)
+        l->next->prev = l->prev;
+    free(l->q);
+    free(l);
+}
+
+int urt_listener_free(urt_listener *l)
+{
+    struct urt_runtime *rt = urt__rt;
+    if (!urt__self())
+        return -EPERM;
+    if (!l || l->rt != rt || l->closing)
+        return -EINVAL;
+    destroy(rt, l, true);
+    return 0;
+}
+
+void urt__listeners_exit(struct urt_runtime *rt)
+{
+    while (rt->listeners)
+        destroy(rt, rt->listeners, false);
+}

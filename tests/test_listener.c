@@ -1,0 +1,313 @@
+/*
+ * test_listener.c - urt_listener: one multishot accept for many connections, the queue of
+ * connections accepted before anyone takes them, cancellation, deadlines, freeing with takers
+ * and queued connections, urt_close of the listening fd, bad input, and urt_run's end.
+ */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include "urt_test.h"
+
+/* A TCP listener on 127.0.0.1, port chosen by the kernel. */
+static int tcp_listener(struct sockaddr_in *addr)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -1;
+    struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    socklen_t len = sizeof a;
+    if (bind(fd, (struct sockaddr *)&a, sizeof a) || listen(fd, 64) ||
+        getsockname(fd, (struct sockaddr *)&a, &len)) {
+        close(fd);
+        return -1;
+    }
+    *addr = a;
+    return fd;
+}
+
+/* A plain blocking connect (loopback: completes from the backlog, no urt involved). */
+static int client(const struct sockaddr_in *addr)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd >= 0 && connect(fd, (const struct sockaddr *)addr, sizeof *addr) < 0) {
+        close(fd);
+        fd = -1;
+    }
+    return fd;
+}
+
+/* ---- many connections, one SQE; order; queued before taken -------------------------------- */
+
+#define N 8
+
+struct many {
+    int accepted, in_order, echoed, eof_after_free;
+    uint64_t sqes_for_accepts;
+    uint64_t inflight_after;
+};
+
+static int many_main(void *arg)
+{
+    struct many *r = arg;
+    struct sockaddr_in addr;
+    int lfd = tcp_listener(&addr);
+    urt_listener *l = urt_listener_new(lfd, SOCK_CLOEXEC);
+    EXPECT(l != NULL);
+    if (!l)
+        return -1;
+
+    /* Nothing is accepted before the first take: these wait in the kernel's backlog. */
+    int c[N + 4];
+    for (int i = 0; i < N; i++) {
+        c[i] = client(&addr);
+        EXPECT(c[i] >= 0);
+        /* each client says which it is */
+        char b = (char)('a' + i);
+        EXPECT_EQ(write(c[i], &b, 1), 1);
+    }
+    struct urt_stats st0, st1;
+    urt_stats(&st0);
+    r->in_order = 1;
+    for (int i = 0; i < N; i++) {
+        int fd = urt_listener_accept(l);
+        EXPECT(fd >= 0);
+        if (fd < 0)
+            continue;
+        r->accepted++;
+        char b = 0;
+        EXPECT_EQ(urt_recv(fd, &b, 1, 0), 1);
+        if (b != 'a' + i)
+            r->in_order = 0;
+        if (urt_send(fd, &b, 1, 0) == 1)
+            r->echoed++;
+        urt_close(fd);
+    }
+    urt_stats(&st1);
+    /* one multishot accept plus each connection's recv, send and 3-SQE close */
+    r->sqes_for_accepts = st1.sqes_submitted - st0.sqes_submitted - (uint64_t)N * 5;
+    for (int i = 0; i < N; i++) {
+        char b = 0;
+        EXPECT_EQ(read(c[i], &b, 1), 1);
+        EXPECT_EQ(b, 'a' + i);
+        close(c[i]);
+    }
+
+    /* Connections arriving with nobody taking them are accepted anyway (the multishot accept is
+       armed); freeing the listener closes them: their clients read EOF. */
+    for (int i = 0; i < 4; i++)
+        c[i] = client(&addr);
+    urt_sleep(URT_MSEC(20));   /* let the kernel post them */
+    EXPECT_EQ(urt_listener_free(l), 0);
+    for (int i = 0; i < 4; i++) {
+        char b;
+        if (c[i] >= 0 && read(c[i], &b, 1) == 0)
+            r->eof_after_free++;
+        close(c[i]);
+    }
+    struct urt_stats st;
+    urt_stats(&st);
+    r->inflight_after = st.ops_inflight;
+    urt_close(lfd);
+    return 0;
+}
+
+UT_TEST(many_connections_one_request_in_order)
+{
+    int fds = ut_count_fds();
+    struct many r;
+    memset(&r, 0, sizeof r);
+    assert_int_equal(urt_run(many_main, &r, NULL), 0);
+    assert_int_equal(r.accepted, N);
+    assert_int_equal(r.in_order, 1);
+    assert_int_equal(r.echoed, N);
+    assert_int_equal(r.sqes_for_accepts, 1);
+    assert_int_equal(r.eof_after_free, 4);
+    assert_int_equal(r.inflight_after, 0);
+    assert_int_equal(ut_count_fds(), fds);
+}
+
+/* ---- cancellation, deadlines, freeing under a taker, urt_close of the listening fd ---------- */
+
+struct interrupts {
+    int timed_out, cancelled, after, freed_under, closed_under;
+};
+
+struct taker {
+    urt_listener *l;
+    int result;
+};
+
+static int take(void *arg)
+{
+    struct taker *t = arg;
+    t->result = urt_listener_accept(t->l);
+    return 0;
+}
+
+static int interrupts_main(void *arg)
+{
+    struct interrupts *r = arg;
+    struct sockaddr_in addr;
+    int lfd = tcp_listener(&addr);
+    urt_listener *l = urt_listener_new(lfd, 0);
+    EXPECT(l != NULL);
+    if (!l)
+        return -1;
+
+    urt_deadline(urt_now() + URT_MSEC(20));
+    r->timed_out = urt_listener_accept(l);
+    urt_deadline(0);
+
+    struct taker t = { l, 0 };
+    urt_task *tk = urt_spawn(take, &t);
+    urt_sleep(URT_MSEC(10));
+    urt_cancel(tk);
+    urt_join(tk);
+    r->cancelled = t.result;
+
+    /* Still works: a connection made now is the next one taken. */
+    int c = client(&addr);
+    int fd = urt_listener_accept(l);
+    r->after = fd >= 0;
+    if (fd >= 0)
+        urt_close(fd);
+    close(c);
+
+    /* Freed while a task waits in it. */
+    t.result = 0;
+    tk = urt_spawn(take, &t);
+    urt_sleep(URT_MSEC(10));
+    EXPECT_EQ(urt_listener_free(l), 0);
+    urt_join(tk);
+    r->freed_under = t.result;
+
+    /* urt_close of the listening fd ends the multishot accept: the taker sees the closed fd. */
+    l = urt_listener_new(lfd, 0);
+    EXPECT(l != NULL);
+    t.l = l;
+    t.result = 0;
+    tk = urt_spawn(take, &t);
+    urt_sleep(URT_MSEC(10));
+    urt_close(lfd);
+    urt_join(tk);
+    r->closed_under = t.result;
+    EXPECT_EQ(urt_listener_free(l), 0);
+    return 0;
+}
+
+UT_TEST(cancel_deadline_free_and_close_under_a_taker)
+{
+    int fds = ut_count_fds();
+    struct interrupts r;
+    memset(&r, 0, sizeof r);
+    assert_int_equal(urt_run(interrupts_main, &r, NULL), 0);
+    assert_int_equal(r.timed_out, -ETIMEDOUT);
+    assert_int_equal(r.cancelled, -ECANCELED);
+    assert_int_equal(r.after, 1);
+    assert_int_equal(r.freed_under, -EBADF);
+    assert_int_equal(r.closed_under, -EBADF);
+    assert_int_equal(ut_count_fds(), fds);
+}
+
+/* ---- bad input ----------------------------------------------------------------------------- */
+
+struct bad {
+    int null_accept, null_free, neg_fd_errno, flags_errno, not_listening;
+};
+
+static int bad_main(void *arg)
+{
+    struct bad *r = arg;
+    r->null_accept = urt_listener_accept(NULL);
+    r->null_free = urt_listener_free(NULL);
+    errno = 0;
+    EXPECT(urt_listener_new(-1, 0) == NULL);
+    r->neg_fd_errno = errno;
+    errno = 0;
+    EXPECT(urt_listener_new(0, 0x4) == NULL);
+    r->flags_errno = errno;
+    int sv[2];
+    EXPECT_EQ(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    urt_listener *l = urt_listener_new(sv[0], 0);
+    EXPECT(l != NULL);
+    if (l) {
+        r->not_listening = urt_listener_accept(l);
+        EXPECT_EQ(urt_listener_free(l), 0);
+    }
+    close(sv[0]);
+    close(sv[1]);
+    return 0;
+}
+
+UT_TEST(bad_input_is_an_error)
+{
+    struct bad r;
+    memset(&r, 0, sizeof r);
+    errno = 0;
+    assert_null(urt_listener_new(0, 0));
+    assert_int_equal(errno, EPERM);
+    assert_int_equal(urt_listener_accept(NULL), -EPERM);
+    assert_int_equal(urt_listener_free(NULL), -EPERM);
+    assert_int_equal(urt_run(bad_main, &r, NULL), 0);
+    assert_int_equal(r.null_accept, -EINVAL);
+    assert_int_equal(r.null_free, -EINVAL);
+    assert_int_equal(r.neg_fd_errno, EBADF);
+    assert_int_equal(r.flags_errno, EINVAL);
+    assert_int_equal(r.not_listening, -EINVAL);
+}
+
+/* ---- a listener left to urt_run's end ------------------------------------------------------ */
+
+struct left {
+    int lfd, clients[3];
+};
+
+static int left_main(void *arg)
+{
+    struct left *r = arg;
+    struct sockaddr_in addr;
+    r->lfd = tcp_listener(&addr);
+    urt_listener *l = urt_listener_new(r->lfd, 0);
+    EXPECT(l != NULL);
+    int c = client(&addr);
+    int fd = l ? urt_listener_accept(l) : -1;   /* arms it */
+    EXPECT(fd >= 0);
+    if (fd >= 0)
+        urt_close(fd);
+    close(c);
+    for (int i = 0; i < 3; i++)
+        r->clients[i] = client(&addr);
+    urt_sleep(URT_MSEC(20));   /* accepted by the kernel, queued, never taken */
+    return 0;                  /* no urt_listener_free: urt_run must end it */
+}
+
+UT_TEST(listener_left_armed_ends_with_urt_run)
+{
+    int fds = ut_count_fds();
+    struct left r;
+    memset(&r, 0, sizeof r);
+    assert_int_equal(urt_run(left_main, &r, NULL), 0);
+    struct urt_stats st;
+    urt_stats(&st);
+    assert_int_equal(st.ops_inflight, 0);
+    for (int i = 0; i < 3; i++) {   /* their server side was closed: EOF */
+        char b;
+        assert_true(r.clients[i] >= 0);
+        assert_int_equal(read(r.clients[i], &b, 1), 0);
+        close(r.clients[i]);
+    }
+    close(r.lfd);
+    assert_int_equal(ut_count_fds(), fds);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(many_connections_one_request_in_order),
+        cmocka_unit_test(cancel_deadline_free_and_close_under_a_taker),
+        cmocka_unit_test(bad_input_is_an_error),
+        cmocka_unit_test(listener_left_armed_ends_with_urt_run),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
