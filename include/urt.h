@@ -132,6 +132,9 @@ struct urt_stats {
     uint64_t timers_armed;    /* tasks waiting with a wake-up time (sleeps and deadlines)         */
     uint64_t timer_late_max_ns; /* the latest a timer was found expired after its time (how
                                    precise wake-ups are; running the woken tasks comes after)    */
+    uint64_t cqes_more;       /* completions of a multishot request (a listener's accept) that said
+                                 more would follow: once nothing is in flight, cqes_reaped ==
+                                 sqes_submitted + cqes_more                                       */
 };
 void urt_stats(struct urt_stats *out);
 

@@ -95,6 +95,7 @@ static void reap(struct urt_runtime *rt)
         io_uring_cq_advance(&rt->ring, n);
         rt->st.cqes_reaped += n;
         rt->st.ops_inflight -= n - more;
+        rt->st.cqes_more += more;
     }
 }
 
