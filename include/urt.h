@@ -277,12 +277,17 @@ int urt_accept(int fd, struct sockaddr *addr, socklen_t *addrlen, int flags);
 
 /*
  * Listeners: accepting with one multishot accept (Linux 5.19) instead of one request per
- * connection. The kernel accepts connections as they arrive, also while no task is waiting, and
- * they wait in the listener's queue, in order, each an open fd, until taken; an accept error
- * (EMFILE, ENFILE...) takes its place in that order and ends the multishot accept, which the next
- * urt_listener_accept arms again. A connection storm then costs no SQE per connection
- * (perf/accept_bench.sh measures both ways). The listening fd stays the caller's: free the
- * listener before closing it (urt_close ends the multishot accept too; takers then see -EBADF).
+ * connection. Once a task has called urt_listener_accept, the kernel accepts connections as they
+ * arrive, also while no task is waiting, and they wait in the listener's queue, in order, each an
+ * open fd, until taken; an accept error (EMFILE, ENFILE...) takes its place in that order and ends
+ * the multishot accept, which the next urt_listener_accept arms again. A connection storm then
+ * costs no request per connection (perf/accept_bench.sh measures both ways). There is no
+ * backpressure: a listener nobody takes from turns its backlog into open fds until the fd limit;
+ * free it when the program stops accepting. The listening fd stays the caller's: free the
+ * listener before closing it. Should urt_close close it first, every task in
+ * urt_listener_accept, and every later call once the queue is empty, gets -EBADF, and the
+ * listener never arms on that fd number again. An armed listener that no task waits on does not
+ * keep the -EDEADLK check from firing.
  */
 typedef struct urt_listener urt_listener;
 
@@ -292,15 +297,18 @@ typedef struct urt_listener urt_listener;
 urt_listener *urt_listener_new(int fd, int flags);
 
 /* (T) The next accepted connection's fd (the caller owns it), waiting for one if none is queued;
-   or the accept's error (-EMFILE, -ENFILE, -ECONNABORTED, -EINVAL when fd is not listening or
-   the kernel has no multishot accept...), -ECANCELED, -ETIMEDOUT, -EBADF if the listener is freed
-   meanwhile, -EINVAL for NULL or a listener of another runtime, -EPERM outside a task. */
+   or the accept's error in its place (-EMFILE, -ENFILE, -ECONNABORTED, -EINVAL when fd is not a
+   listening socket or the kernel has no multishot accept...); -ECANCELED, -ETIMEDOUT; -EDEADLK
+   (see the promises above); -ENOMEM (no room to arm the deadline); -EBADF once the listening fd
+   was closed by urt_close or urt_listener_free has begun; -EINVAL for NULL or a listener of
+   another runtime; -EPERM outside a task. */
 int urt_listener_accept(urt_listener *l);
 
-/* (T) Ends the multishot accept, waits for the kernel to let go of it, closes the connections
-   accepted but not taken, wakes tasks still in urt_listener_accept (-EBADF) and frees l. Not a
-   cancellation point. 0; -EINVAL for NULL or a foreign listener; -EPERM outside a task.
-   Listeners not freed are freed when urt_run returns. */
+/* (T) Ends the multishot accept and waits for the kernel to let go of it and for every task in
+   urt_listener_accept to leave (they return -EBADF); closes the connections accepted but not
+   taken (their clients see the connection close) and frees l. Not a cancellation point. 0;
+   -EINVAL for NULL, a foreign listener or one being freed; -EPERM outside a task. Listeners not
+   freed are freed when urt_run returns. */
 int urt_listener_free(urt_listener *l);
 
 /* (T) connect(2). -ETIMEDOUT from the deadline leaves fd in an undefined connect state: close it. */

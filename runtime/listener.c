@@ -20,12 +20,16 @@ struct urt_listener {
     int                  fd, flags;
     bool                 armed;        /* the multishot accept is in the kernel                 */
     bool                 closing;      /* urt_listener_free (or urt_run's end) has begun        */
+    bool                 dead;         /* its fd was closed by urt_close: nothing more comes    */
+    uint32_t             inside;       /* tasks in urt_listener_accept                          */
     int                 *q;            /* accepted fds, or -errno where an accept failed: a ring */
     uint32_t             qfirst, qlen, qcap;
-    struct urt__wqueue   takers;       /* tasks in urt_listener_accept                          */
-    struct urt__wqueue   drained;      /* urt_listener_free, until the kernel request has ended */
+    struct urt__wqueue   takers;       /* tasks in urt_listener_accept, waiting                 */
+    struct urt__wqueue   drained;      /* urt_listener_free, until nothing uses the listener    */
     struct urt_listener *prev, *next;  /* the runtime's live listeners                         */
 };
+
+#define QUEUE_FIRST 16   /* allocated with the listener: the first completions need no memory */
 
 static struct urt_listener *of_iop(struct urt__iop *iop)
 {
@@ -35,7 +39,7 @@ static struct urt_listener *of_iop(struct urt__iop *iop)
 static bool queue_push(struct urt_listener *l, int v)
 {
     if (l->qlen == l->qcap) {
-        uint32_t ncap = l->qcap ? l->qcap * 2 : 16;
+        uint32_t ncap = l->qcap * 2;
         int *q = urt__malloc((size_t)ncap * sizeof *q);
         if (!q)
             return false;
@@ -70,25 +74,32 @@ static void wake_all(struct urt_runtime *rt, struct urt__wqueue *q, int result)
 static void on_accept(struct urt_runtime *rt, struct urt__iop *iop, int res, unsigned flags)
 {
     struct urt_listener *l = of_iop(iop);
-    if (!(flags & IORING_CQE_F_MORE)) {
-        l->armed = false;   /* ended: by an error, a cancel, or the kernel; re-armed on demand */
-        wake_all(rt, &l->drained, 0);
-    }
+    bool last = !(flags & IORING_CQE_F_MORE);
+    if (last)
+        l->armed = false;   /* ended: by an error, a cancel, or the kernel */
     if (l->closing) {
         if (res >= 0)
             close(res);     /* accepted as the listener closed: nobody will take it */
+        if (last)
+            wake_all(rt, &l->drained, 0);
         return;
     }
-    if (res == -ECANCELED)
-        res = -EBADF;       /* only urt_close of the listening fd cancels it (as for urt_accept) */
-    if (!queue_push(l, res)) {
-        if (res >= 0)
-            close(res);     /* no memory to keep it: the client sees the connection close */
-        return;
+    if (res == -ECANCELED && last) {
+        /* Only urt_close of the listening fd cancels it (a cancel by fd): the fd is gone, and its
+           number may soon be another file's, so the listener must never arm on it again. */
+        l->dead = true;
+    } else if (!queue_push(l, res) && res >= 0) {
+        close(res);         /* no memory to keep it: the client sees the connection close */
     }
-    struct urt__waiter *w = urt__wq_pop(&l->takers);
-    if (w)
-        urt__wq_wake(rt, w, 0);
+    if (last) {
+        /* Every waiting task looks again: one takes what came, the others arm the accept anew
+           (or, the listener dead, get -EBADF) - none may sleep with nothing armed. */
+        wake_all(rt, &l->takers, 0);
+    } else {
+        struct urt__waiter *w = urt__wq_pop(&l->takers);
+        if (w)
+            urt__wq_wake(rt, w, 0);
+    }
 }
 
 static void arm(struct urt_runtime *rt, struct urt_listener *l)
@@ -115,10 +126,14 @@ urt_listener *urt_listener_new(int fd, int flags)
         return NULL;
     }
     struct urt_listener *l = urt__calloc(1, sizeof *l);
-    if (!l) {
+    int *q = l ? urt__malloc(QUEUE_FIRST * sizeof *q) : NULL;
+    if (!q) {
+        free(l);
         errno = ENOMEM;
         return NULL;
     }
+    l->q = q;
+    l->qcap = QUEUE_FIRST;
     l->iop.fn = on_accept;
     l->rt = rt;
     l->fd = fd;
@@ -136,49 +151,65 @@ int urt_listener_accept(urt_listener *l)
     struct urt_task *self = urt__self();
     if (!self)
         return -EPERM;
-    if (!l || l->rt != rt || l->closing)
+    if (!l || l->rt != rt)
         return -EINVAL;
+    if (l->closing)
+        return -EBADF;
+    int ret;
+    l->inside++;
     for (;;) {
-        int err = urt__check_blocking(self);
-        if (!err && l->qlen)
-            return queue_pop(l);
-        if (!err) {
-            if (!l->armed)
-                arm(rt, l);
-            struct urt__waiter w;
-            err = urt__wq_wait(rt, &l->takers, &w, true);
-            if (err == -EBADF)
-                return err;   /* the listener was freed: l is gone */
+        ret = urt__check_blocking(self);
+        if (ret)
+            break;
+        if (l->closing) {
+            ret = -EBADF;   /* urt_listener_free has begun: it waits for us to leave */
+            break;
         }
-        if (err) {
-            /* -ECANCELED or -ETIMEDOUT. A wake-up meant for this task may have come with it:
-               pass it on, or a connection could wait while another task sleeps. */
-            if (l->qlen) {
+        if (l->qlen) {
+            ret = queue_pop(l);
+            break;
+        }
+        if (l->dead) {
+            ret = -EBADF;
+            break;
+        }
+        if (!l->armed)
+            arm(rt, l);
+        struct urt__waiter w = { .what = "listener_accept", .obj = l };
+        ret = urt__wq_wait(rt, &l->takers, &w, true);
+        if (ret) {
+            /* -ECANCELED, -ETIMEDOUT, -EDEADLK, -ENOMEM. A wake-up meant for this task may have
+               come with it: pass it on, or a connection could wait while another task sleeps. */
+            if (l->qlen && !l->closing) {
                 struct urt__waiter *next = urt__wq_pop(&l->takers);
                 if (next)
                     urt__wq_wake(rt, next, 0);
             }
-            return err;
+            break;
         }
     }
+    if (--l->inside == 0 && l->closing)
+        wake_all(rt, &l->drained, 0);   /* urt_listener_free may go on */
+    return ret;
 }
 
-/* Stops the kernel request and waits for its last completion; then frees l and what it holds. */
+/* Ends the kernel request and waits until neither it nor any task uses l; then frees l and what
+   it holds. Outside a task (urt_run's end) no task can be inside. */
 static void destroy(struct urt_runtime *rt, struct urt_listener *l, bool in_task)
 {
     l->closing = true;
-    wake_all(rt, &l->takers, -EBADF);
+    wake_all(rt, &l->takers, 0);   /* they see closing and leave with -EBADF */
     if (l->armed) {
         struct io_uring_sqe *sqe = urt__sqe_cancel(rt);
         io_uring_prep_cancel64(sqe, (uint64_t)(uintptr_t)&l->iop | URT__UDATA_INTERNAL, 0);
         io_uring_sqe_set_data64(sqe, URT__UDATA_IGNORE);
-        while (l->armed) {
-            if (in_task) {
-                struct urt__waiter w;
-                urt__wq_wait(rt, &l->drained, &w, false);
-            } else {
-                urt__ring_poll(rt, true, UINT64_MAX);
-            }
+    }
+    while (l->armed || l->inside) {
+        if (in_task) {
+            struct urt__waiter w = { .what = "listener_free", .obj = l };
+            urt__wq_wait(rt, &l->drained, &w, false);
+        } else {
+            urt__ring_poll(rt, true, UINT64_MAX);
         }
     }
     while (l->qlen) {
@@ -205,6 +236,15 @@ int urt_listener_free(urt_listener *l)
         return -EINVAL;
     destroy(rt, l, true);
     return 0;
+}
+
+bool urt__listeners_only_idle(const struct urt_runtime *rt)
+{
+    uint64_t idle = 0;
+    for (const struct urt_listener *l = rt->listeners; l; l = l->next)
+        if (l->armed && !l->inside)
+            idle++;
+    return idle && rt->st.ops_inflight == idle;
 }
 
 void urt__listeners_exit(struct urt_runtime *rt)

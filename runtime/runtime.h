@@ -227,6 +227,9 @@ void urt__blocking_rearm(struct urt_runtime *rt);
 
 /* listener.c: ends every listener's multishot accept and frees them (urt_run's end). */
 void urt__listeners_exit(struct urt_runtime *rt);
+/* True when all that is in flight is listeners' multishot accepts that no task waits on: what
+   they accept would wake nobody, so the deadlock check must not count them. */
+bool urt__listeners_only_idle(const struct urt_runtime *rt);
 int  urt__blocking_call(urt_fn fn, void *arg, void (*cleanup)(void *, int), bool cancellable,
                         int *result);
 

@@ -370,7 +370,8 @@ void urt__sched_loop(struct urt_runtime *rt)
            until a completion or the earliest timer. */
         urt__stack_trim(&rt->stacks);
         struct urt_task *first = urt__timer_first(&rt->timers);
-        if (!urt__ring_busy(rt) && !first) {
+        if (!first && (!urt__ring_busy(rt) ||
+                       (unlikely(rt->listeners != NULL) && urt__listeners_only_idle(rt)))) {
             break_deadlock(rt);
             if (!rt->runq_head) {
                 fprintf(stderr, "urt: every task waits and nothing can wake them\n");

@@ -5,6 +5,7 @@
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <sys/socket.h>
 
 #include "urt_test.h"
@@ -35,6 +36,14 @@ static int client(const struct sockaddr_in *addr)
         fd = -1;
     }
     return fd;
+}
+
+/* 1 when fd is readable within ms and read(fd) returns 0 (EOF); 0 otherwise (never blocks). */
+static int eof_within(int fd, int ms)
+{
+    struct pollfd p = { .fd = fd, .events = POLLIN };
+    char b;
+    return poll(&p, 1, ms) == 1 && read(fd, &b, 1) == 0;
 }
 
 /* ---- many connections, one SQE; order; queued before taken -------------------------------- */
@@ -88,6 +97,8 @@ static int many_main(void *arg)
     r->sqes_for_accepts = st1.sqes_submitted - st0.sqes_submitted - (uint64_t)N * 5;
     for (int i = 0; i < N; i++) {
         char b = 0;
+        struct pollfd p = { .fd = c[i], .events = POLLIN };
+        EXPECT_EQ(poll(&p, 1, 5000), 1);
         EXPECT_EQ(read(c[i], &b, 1), 1);
         EXPECT_EQ(b, 'a' + i);
         close(c[i]);
@@ -100,8 +111,7 @@ static int many_main(void *arg)
     urt_sleep(URT_MSEC(20));   /* let the kernel post them */
     EXPECT_EQ(urt_listener_free(l), 0);
     for (int i = 0; i < 4; i++) {
-        char b;
-        if (c[i] >= 0 && read(c[i], &b, 1) == 0)
+        if (c[i] >= 0 && eof_within(c[i], 5000))
             r->eof_after_free++;
         close(c[i]);
     }
@@ -294,12 +304,98 @@ UT_TEST(listener_left_armed_ends_with_urt_run)
     assert_true(st.cqes_more >= 1);   /* the connections accepted before the last one */
     assert_int_equal(st.cqes_reaped, st.sqes_submitted + st.cqes_more);
     for (int i = 0; i < 3; i++) {   /* their server side was closed: EOF */
-        char b;
         assert_true(r.clients[i] >= 0);
-        assert_int_equal(read(r.clients[i], &b, 1), 0);
+        assert_true(eof_within(r.clients[i], 5000));
         close(r.clients[i]);
     }
     close(r.lfd);
+    assert_int_equal(ut_count_fds(), fds);
+}
+
+/* ---- every taker hears of urt_close; free waits for takers on their way out; -EDEADLK; dump -- */
+
+struct more {
+    int closed[2], closed_after, freed_cancelled, deadlock, dumped;
+};
+
+static int stuck(void *arg)
+{
+    int v;
+    return urt_chan_recv(arg, &v);   /* nobody ever sends */
+}
+
+static int more_main(void *arg)
+{
+    struct more *r = arg;
+    struct sockaddr_in addr;
+    int lfd = tcp_listener(&addr);
+    urt_listener *l = urt_listener_new(lfd, 0);
+    EXPECT(l != NULL);
+    if (!l)
+        return -1;
+
+    /* Two tasks wait; urt_close of the listening fd reaches both, and the listener stays dead. */
+    struct taker t[2] = { { l, 0 }, { l, 0 } };
+    urt_task *tk[2] = { urt_spawn(take, &t[0]), urt_spawn(take, &t[1]) };
+    urt_sleep(URT_MSEC(10));
+    /* While they wait, the dump names what they wait on. */
+    FILE *f = tmpfile();
+    if (f) {
+        urt_dump(f);
+        rewind(f);
+        char line[256];
+        while (fgets(line, sizeof line, f))
+            r->dumped += strstr(line, "listener_accept") != NULL;
+        fclose(f);
+    }
+    urt_close(lfd);
+    for (int i = 0; i < 2; i++) {
+        urt_join(tk[i]);
+        r->closed[i] = t[i].result;
+    }
+    r->closed_after = urt_listener_accept(l);
+    EXPECT_EQ(urt_listener_free(l), 0);
+
+    /* A taker cancelled but not yet run when the free begins: the free waits for it to leave. */
+    lfd = tcp_listener(&addr);
+    l = urt_listener_new(lfd, 0);
+    struct taker c = { l, 0 };
+    urt_task *ct = urt_spawn(take, &c);
+    urt_sleep(URT_MSEC(10));
+    urt_cancel(ct);
+    EXPECT_EQ(urt_listener_free(l), 0);
+    urt_join(ct);
+    r->freed_cancelled = c.result;
+
+    /* An armed listener nobody waits on is no reason to wait forever: -EDEADLK. */
+    l = urt_listener_new(lfd, 0);
+    int cl = client(&addr);
+    int fd = urt_listener_accept(l);   /* arms it */
+    EXPECT(fd >= 0);
+    urt_chan *ch = urt_chan_new(sizeof(int), 0);
+    urt_task *s = urt_spawn(stuck, ch);
+    r->deadlock = urt_join(s);
+    urt_chan_free(ch);
+    if (fd >= 0)
+        urt_close(fd);
+    close(cl);
+    EXPECT_EQ(urt_listener_free(l), 0);
+    urt_close(lfd);
+    return 0;
+}
+
+UT_TEST(close_reaches_every_taker_free_waits_deadlock_dump)
+{
+    int fds = ut_count_fds();
+    struct more r;
+    memset(&r, 0, sizeof r);
+    assert_int_equal(urt_run(more_main, &r, NULL), 0);
+    assert_int_equal(r.closed[0], -EBADF);
+    assert_int_equal(r.closed[1], -EBADF);
+    assert_int_equal(r.closed_after, -EBADF);
+    assert_int_equal(r.freed_cancelled, -ECANCELED);
+    assert_int_equal(r.deadlock, -EDEADLK);
+    assert_int_equal(r.dumped, 2);
     assert_int_equal(ut_count_fds(), fds);
 }
 
@@ -310,6 +406,7 @@ int main(void)
         cmocka_unit_test(cancel_deadline_free_and_close_under_a_taker),
         cmocka_unit_test(bad_input_is_an_error),
         cmocka_unit_test(listener_left_armed_ends_with_urt_run),
+        cmocka_unit_test(close_reaches_every_taker_free_waits_deadlock_dump),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
