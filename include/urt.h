@@ -298,14 +298,16 @@ urt_listener *urt_listener_new(int fd, int flags);
 
 /* (T) The next accepted connection's fd (the caller owns it), waiting for one if none is queued;
    or the accept's error in its place (-EMFILE, -ENFILE, -ECONNABORTED, -EINVAL when fd is not a
-   listening socket or the kernel has no multishot accept...); -ECANCELED, -ETIMEDOUT; -EDEADLK
-   (see the promises above); -ENOMEM (no room to arm the deadline); -EBADF once the listening fd
-   was closed by urt_close or urt_listener_free has begun; -EINVAL for NULL or a listener of
+   listening socket or the kernel has no multishot accept...); -ECANCELED, -ETIMEDOUT (a
+   connection handed to a task that is cancelled before it runs is still returned); -ENOMEM (no
+   room to arm the deadline); -EBADF once the listening fd was closed by urt_close or
+   urt_listener_free has begun; -EINVAL for NULL or a listener of
    another runtime; -EPERM outside a task. */
 int urt_listener_accept(urt_listener *l);
 
 /* (T) Ends the multishot accept and waits for the kernel to let go of it and for every task in
-   urt_listener_accept to leave (they return -EBADF); closes the connections accepted but not
+   urt_listener_accept to leave (they return -EBADF, or -ECANCELED / -ETIMEDOUT if that came
+   first); closes the connections accepted but not
    taken (their clients see the connection close) and frees l. Not a cancellation point. 0;
    -EINVAL for NULL, a foreign listener or one being freed; -EPERM outside a task. Listeners not
    freed are freed when urt_run returns. */

@@ -244,6 +244,8 @@ int urt_close(int fd)
         return -EPERM;
     if (fd < 0)
         return -EBADF;
+    if (unlikely(rt->listeners != NULL))
+        urt__listeners_fd_closed(rt, fd);   /* never to arm on this fd number again */
     /*
      * One batch, three requests, each run whatever the one before returned (hard links): cancel
      * every operation of ours on fd, shut a socket down (so that an operation queued on it in the

@@ -84,9 +84,9 @@ static void on_accept(struct urt_runtime *rt, struct urt__iop *iop, int res, uns
             wake_all(rt, &l->drained, 0);
         return;
     }
-    if (res == -ECANCELED && last) {
-        /* Only urt_close of the listening fd cancels it (a cancel by fd): the fd is gone, and its
-           number may soon be another file's, so the listener must never arm on it again. */
+    if ((res == -ECANCELED || res == -EBADF) && last) {
+        /* Only urt_close of the listening fd cancels it (a cancel by fd), and -EBADF says the fd
+           is closed: its number may soon be another file's, so never arm on it again. */
         l->dead = true;
     } else if (!queue_push(l, res) && res >= 0) {
         close(res);         /* no memory to keep it: the client sees the connection close */
@@ -155,17 +155,16 @@ int urt_listener_accept(urt_listener *l)
         return -EINVAL;
     if (l->closing)
         return -EBADF;
-    int ret;
+    int ret = urt__check_blocking(self);   /* cancellation is sticky, queued fd or not */
+    if (ret)
+        return ret;
     l->inside++;
     for (;;) {
-        ret = urt__check_blocking(self);
-        if (ret)
-            break;
         if (l->closing) {
             ret = -EBADF;   /* urt_listener_free has begun: it waits for us to leave */
             break;
         }
-        if (l->qlen) {
+        if (l->qlen) {      /* also right after a wake-up that a cancel followed: the fd wins */
             ret = queue_pop(l);
             break;
         }
@@ -176,17 +175,16 @@ int urt_listener_accept(urt_listener *l)
         if (!l->armed)
             arm(rt, l);
         struct urt__waiter w = { .what = "listener_accept", .obj = l };
-        ret = urt__wq_wait(rt, &l->takers, &w, true);
-        if (ret) {
-            /* -ECANCELED, -ETIMEDOUT, -EDEADLK, -ENOMEM. A wake-up meant for this task may have
-               come with it: pass it on, or a connection could wait while another task sleeps. */
-            if (l->qlen && !l->closing) {
-                struct urt__waiter *next = urt__wq_pop(&l->takers);
-                if (next)
-                    urt__wq_wake(rt, next, 0);
-            }
-            break;
-        }
+        ret = urt__wq_wait(rt, &l->takers, &w, true);   /* checks cancel and deadline first */
+        if (ret)
+            break;          /* -ECANCELED, -ETIMEDOUT, -ENOMEM (no room for the deadline) */
+    }
+    if (ret < 0 && l->qlen && !l->closing) {
+        /* Leaving without taking: a wake-up meant for this task may have come too. Pass it on,
+           or a connection could wait while another task sleeps. */
+        struct urt__waiter *next = urt__wq_pop(&l->takers);
+        if (next)
+            urt__wq_wake(rt, next, 0);
     }
     if (--l->inside == 0 && l->closing)
         wake_all(rt, &l->drained, 0);   /* urt_listener_free may go on */
@@ -242,9 +240,16 @@ bool urt__listeners_only_idle(const struct urt_runtime *rt)
 {
     uint64_t idle = 0;
     for (const struct urt_listener *l = rt->listeners; l; l = l->next)
-        if (l->armed && !l->inside)
+        if (l->armed && !l->inside && !l->closing)   /* a closing one wakes its freer */
             idle++;
     return idle && rt->st.ops_inflight == idle;
+}
+
+void urt__listeners_fd_closed(struct urt_runtime *rt, int fd)
+{
+    for (struct urt_listener *l = rt->listeners; l; l = l->next)
+        if (l->fd == fd)
+            l->dead = true;
 }
 
 void urt__listeners_exit(struct urt_runtime *rt)

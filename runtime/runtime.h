@@ -230,6 +230,8 @@ void urt__listeners_exit(struct urt_runtime *rt);
 /* True when all that is in flight is listeners' multishot accepts that no task waits on: what
    they accept would wake nobody, so the deadlock check must not count them. */
 bool urt__listeners_only_idle(const struct urt_runtime *rt);
+/* urt_close(fd) is closing fd: listeners on it are dead. */
+void urt__listeners_fd_closed(struct urt_runtime *rt, int fd);
 int  urt__blocking_call(urt_fn fn, void *arg, void (*cleanup)(void *, int), bool cancellable,
                         int *result);
 

@@ -384,6 +384,71 @@ static int more_main(void *arg)
     return 0;
 }
 
+/* ---- a connection handed to a task cancelled before it runs is not lost; urt_close before any
+   accept still kills the listener ------------------------------------------------------------ */
+
+struct race {
+    int got, b_result, dead_after_close;
+};
+
+static int race_main(void *arg)
+{
+    struct race *r = arg;
+    struct sockaddr_in addr;
+    int lfd = tcp_listener(&addr);
+    urt_listener *l = urt_listener_new(lfd, 0);
+    struct taker a = { l, 0 }, b = { l, 0 };
+    urt_task *ta = urt_spawn(take, &a);
+    urt_task *tb = urt_spawn(take, &b);
+    urt_sleep(URT_MSEC(10));             /* both wait, a first */
+    int c = client(&addr);
+    /* Yield until the completion readies a (main runs first in that round), then cancel it
+       before it runs: it must still take the connection, or pass it on to b. */
+    for (int i = 0; i < 100000 && a.result == 0; i++) {
+        urt_yield();
+        urt_cancel(ta);
+    }
+    urt_join(ta);
+    if (a.result >= 0) {
+        r->got++;
+        urt_close(a.result);
+        urt_cancel(tb);
+    }
+    urt_join(tb);
+    if (b.result >= 0) {
+        r->got++;
+        urt_close(b.result);
+    }
+    r->b_result = b.result;
+    close(c);
+    EXPECT_EQ(urt_listener_free(l), 0);
+
+    /* urt_close before the listener ever armed: a new socket that reuses the fd number must not
+       feed it. */
+    l = urt_listener_new(lfd, 0);
+    urt_close(lfd);
+    int lfd2 = tcp_listener(&addr);      /* most likely the same number */
+    int c2 = client(&addr);
+    r->dead_after_close = urt_listener_accept(l);
+    if (r->dead_after_close >= 0)
+        urt_close(r->dead_after_close);
+    EXPECT_EQ(urt_listener_free(l), 0);
+    close(c2);
+    urt_close(lfd2);
+    return 0;
+}
+
+UT_TEST(connection_survives_cancel_race_and_close_kills_unarmed)
+{
+    int fds = ut_count_fds();
+    struct race r;
+    memset(&r, 0, sizeof r);
+    assert_int_equal(urt_run(race_main, &r, NULL), 0);
+    assert_int_equal(r.got, 1);   /* the one connection reached a task, once */
+    assert_int_equal(r.dead_after_close, -EBADF);
+    assert_int_equal(ut_count_fds(), fds);
+}
+
 UT_TEST(close_reaches_every_taker_free_waits_deadlock_dump)
 {
     int fds = ut_count_fds();
@@ -407,6 +472,7 @@ int main(void)
         cmocka_unit_test(bad_input_is_an_error),
         cmocka_unit_test(listener_left_armed_ends_with_urt_run),
         cmocka_unit_test(close_reaches_every_taker_free_waits_deadlock_dump),
+        cmocka_unit_test(connection_survives_cancel_race_and_close_kills_unarmed),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
