@@ -279,15 +279,16 @@ int urt_accept(int fd, struct sockaddr *addr, socklen_t *addrlen, int flags);
  * Listeners: accepting with one multishot accept (Linux 5.19) instead of one request per
  * connection. Once a task has called urt_listener_accept, the kernel accepts connections as they
  * arrive, also while no task is waiting, and they wait in the listener's queue, in order, each an
- * open fd, until taken; an accept error (EMFILE, ENFILE...) takes its place in that order and ends
- * the multishot accept, which the next urt_listener_accept arms again. A connection storm then
- * costs no request per connection (perf/accept_bench.sh measures both ways). There is no
- * backpressure: a listener nobody takes from turns its backlog into open fds until the fd limit;
- * free it when the program stops accepting. The listening fd stays the caller's: free the
- * listener before closing it. Should urt_close close it first, every task in
- * urt_listener_accept, and every later call once the queue is empty, gets -EBADF, and the
- * listener never arms on that fd number again. An armed listener that no task waits on does not
- * keep the -EDEADLK check from firing.
+ * open fd, until taken. An accept error (EMFILE, ENFILE...) takes its place in that order and ends
+ * the multishot accept, which the next urt_listener_accept arms again; so does a full completion
+ * queue, the kernel's way (connections then wait in the listen backlog until it is re-armed). A
+ * connection storm then costs no request per connection (perf/accept_bench.sh measures both
+ * ways). There is no backpressure: a listener nobody takes from turns its backlog into open fds
+ * until the fd limit; free it when the program stops accepting. The listening fd stays the
+ * caller's: free the listener before closing it. Should urt_close close it first, every task in
+ * urt_listener_accept gets -EBADF, later calls get the connections still queued (accepted before
+ * the close took effect) and then -EBADF, and the listener never arms on that fd number again.
+ * An armed listener that no task waits on does not keep the -EDEADLK check from firing.
  */
 typedef struct urt_listener urt_listener;
 

@@ -84,10 +84,14 @@ static void on_accept(struct urt_runtime *rt, struct urt__iop *iop, int res, uns
             wake_all(rt, &l->drained, 0);
         return;
     }
-    if ((res == -ECANCELED || res == -EBADF) && last) {
-        /* Only urt_close of the listening fd cancels it (a cancel by fd), and -EBADF says the fd
-           is closed: its number may soon be another file's, so never arm on it again. */
+    if (res == -EBADF && last) {
+        /* The fd is closed (urt_close marks its listeners dead before it cancels them): its
+           number may soon be another file's, so never arm on it again. */
         l->dead = true;
+    } else if (res == -ECANCELED && last) {
+        /* Cancelled: by urt_close (then already dead), or ended by the kernel itself (some kernels
+           end a multishot accept that way when the CQ is full). Nothing to hand out - a taker
+           would take it for its own cancellation: the takers woken below arm it again. */
     } else if (!queue_push(l, res) && res >= 0) {
         close(res);         /* no memory to keep it: the client sees the connection close */
     }
