@@ -135,11 +135,8 @@ void urt_chan_close(urt_chan *c)
     if (!c || c->closed)
         return;
     c->closed = true;
-    struct urt__waiter *w;
-    while ((w = urt__wq_pop(&c->senders)))
-        urt__wq_wake(rt, w, -EPIPE);
-    while ((w = urt__wq_pop(&c->receivers)))
-        urt__wq_wake(rt, w, -EPIPE);
+    urt__wq_wake_all(rt, &c->senders, -EPIPE);
+    urt__wq_wake_all(rt, &c->receivers, -EPIPE);
 }
 
 void urt_chan_free(urt_chan *c)

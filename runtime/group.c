@@ -71,11 +71,8 @@ void urt__group_task_done(struct urt_runtime *rt, struct urt_task *t)
         g->status = t->status;
         cancel_members(g);
     }
-    if (g->count == 0) {
-        struct urt__waiter *w;
-        while ((w = urt__wq_pop(&g->waiters)))
-            urt__wq_wake(rt, w, 0);
-    }
+    if (g->count == 0)
+        urt__wq_wake_all(rt, &g->waiters, 0);
 }
 
 /* Waits, immune to cancellation, until every member has ended. */

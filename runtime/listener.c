@@ -63,13 +63,6 @@ static int queue_pop(struct urt_listener *l)
     return v;
 }
 
-static void wake_all(struct urt_runtime *rt, struct urt__wqueue *q, int result)
-{
-    struct urt__waiter *w;
-    while ((w = urt__wq_pop(q)))
-        urt__wq_wake(rt, w, result);
-}
-
 /* A completion of the multishot accept (runs while reaping: it may not queue SQEs). */
 static void on_accept(struct urt_runtime *rt, struct urt__iop *iop, int res, unsigned flags)
 {
@@ -81,7 +74,7 @@ static void on_accept(struct urt_runtime *rt, struct urt__iop *iop, int res, uns
         if (res >= 0)
             close(res);     /* accepted as the listener closed: nobody will take it */
         if (last)
-            wake_all(rt, &l->drained, 0);
+            urt__wq_wake_all(rt, &l->drained, 0);
         return;
     }
     if (res == -EBADF && last) {
@@ -98,7 +91,7 @@ static void on_accept(struct urt_runtime *rt, struct urt__iop *iop, int res, uns
     if (last) {
         /* Every waiting task looks again: one takes what came, the others arm the accept anew
            (or, the listener dead, get -EBADF) - none may sleep with nothing armed. */
-        wake_all(rt, &l->takers, 0);
+        urt__wq_wake_all(rt, &l->takers, 0);
     } else {
         struct urt__waiter *w = urt__wq_pop(&l->takers);
         if (w)
@@ -191,7 +184,7 @@ int urt_listener_accept(urt_listener *l)
             urt__wq_wake(rt, next, 0);
     }
     if (--l->inside == 0 && l->closing)
-        wake_all(rt, &l->drained, 0);   /* urt_listener_free may go on */
+        urt__wq_wake_all(rt, &l->drained, 0);   /* urt_listener_free may go on */
     return ret;
 }
 
@@ -200,7 +193,7 @@ int urt_listener_accept(urt_listener *l)
 static void destroy(struct urt_runtime *rt, struct urt_listener *l, bool in_task)
 {
     l->closing = true;
-    wake_all(rt, &l->takers, 0);   /* they see closing and leave with -EBADF */
+    urt__wq_wake_all(rt, &l->takers, 0);   /* they see closing and leave with -EBADF */
     if (l->armed) {
         struct io_uring_sqe *sqe = urt__sqe_cancel(rt);
         io_uring_prep_cancel64(sqe, (uint64_t)(uintptr_t)&l->iop | URT__UDATA_INTERNAL, 0);

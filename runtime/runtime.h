@@ -210,6 +210,7 @@ void urt__wq_push(struct urt__wqueue *q, struct urt__waiter *w);
 void urt__wq_remove(struct urt__waiter *w);
 struct urt__waiter *urt__wq_pop(struct urt__wqueue *q);
 void urt__wq_wake(struct urt_runtime *rt, struct urt__waiter *w, int result);
+void urt__wq_wake_all(struct urt_runtime *rt, struct urt__wqueue *q, int result);
 int  urt__wq_wait(struct urt_runtime *rt, struct urt__wqueue *q, struct urt__waiter *w,
                   bool interruptible);
 

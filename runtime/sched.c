@@ -300,6 +300,13 @@ void urt__wq_wake(struct urt_runtime *rt, struct urt__waiter *w, int result)
         urt__ready(rt, w->task);
 }
 
+void urt__wq_wake_all(struct urt_runtime *rt, struct urt__wqueue *q, int result)
+{
+    struct urt__waiter *w;
+    while ((w = urt__wq_pop(q)))
+        urt__wq_wake(rt, w, result);
+}
+
 /*
  * Parks the current task on q until urt__wq_wake, its cancellation or its deadline. Returns the
  * waker's result, or -ECANCELED / -ETIMEDOUT (w is then off the queue).
