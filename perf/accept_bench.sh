@@ -81,12 +81,7 @@ for r in $(seq "$rounds"); do
         # shellcheck disable=SC2086  # the command carries its options
         $pin_srv ${cmd[$s]} --host 127.0.0.1 --port 0 >"$out" 2>"$logs/$s.$r.err" &
         srv_pid=$!
-        port=""
-        for _ in $(seq 100); do
-            line=$(head -n 1 "$out" 2>/dev/null)
-            case "$line" in "listening on "*) port=${line##*:}; break ;; esac
-            sleep 0.05
-        done
+        port=$(wait_listening "$out" "$srv_pid")
         if [ -z "$port" ]; then
             echo "warning: $s did not start (see $logs)" >&2
             kill "$srv_pid" 2>/dev/null; wait "$srv_pid" 2>/dev/null; srv_pid=""

@@ -126,15 +126,7 @@ start_server() {
     # taskset execs the server: $! is the server's pid.
     $pin_srv "$bin" --host 127.0.0.1 --port 0 >"$out" 2>"$err" &
     srv_pid=$!
-    for _ in $(seq 100); do
-        local line
-        line=$(head -n 1 "$out" 2>/dev/null)
-        case "$line" in
-        "listening on "*) srv_port=${line##*:}; return 0 ;;
-        esac
-        kill -0 "$srv_pid" 2>/dev/null || break
-        sleep 0.05
-    done
+    srv_port=$(wait_listening "$out" "$srv_pid") && return 0
     echo "warning: $tag did not print 'listening on HOST:PORT' (see $out, $err)" >&2
     stop_server
     return 1

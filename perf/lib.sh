@@ -24,6 +24,20 @@ if ! command -v taskset >/dev/null || ! taskset -c 1 true 2>/dev/null; then
     pin_cli=""
 fi
 
+# wait_listening OUT PID: prints the port of the "listening on HOST:PORT" line a server started
+# with --port 0 writes first to OUT; waits up to 5 s, while PID lives. Fails, printing nothing,
+# when the line never comes.
+wait_listening() {
+    local out=$1 pid=$2 line _
+    for _ in $(seq 100); do
+        line=$(head -n 1 "$out" 2>/dev/null)
+        case "$line" in "listening on "*) echo "${line##*:}"; return 0 ;; esac
+        kill -0 "$pid" 2>/dev/null || return 1
+        sleep 0.05
+    done
+    return 1
+}
+
 jget() { # jget FIELD JSON
     sed -n "s/.*\"$1\":\([^,}]*\).*/\1/p" <<<"$2" | tr -d '"'
 }

@@ -159,13 +159,7 @@ srv_alive() { [ -n "$srv_pid" ] && kill -0 "$srv_pid" 2>/dev/null; }
 $pin_srv "$server_bin" --host 127.0.0.1 --port 0 --idle-timeout "$idle_timeout_ms" \
     --grace "$grace_ms" >"$logs/server.out" 2>"$logs/server.err" &
 srv_pid=$!    # taskset execs the server: this is the server's pid
-port=""
-for _ in $(seq 100); do
-    line=$(head -n 1 "$logs/server.out" 2>/dev/null)
-    case "$line" in "listening on "*) port=${line##*:}; break ;; esac
-    kill -0 "$srv_pid" 2>/dev/null || break
-    sleep 0.05
-done
+port=$(wait_listening "$logs/server.out" "$srv_pid")
 if [ -z "$port" ]; then
     echo "$0: the server did not print 'listening on HOST:PORT' (see $logs/server.out, server.err)" >&2
     cat "$logs/server.err" >&2
