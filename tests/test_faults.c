@@ -22,10 +22,6 @@
 
 #include <cmocka.h>
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-
 #include "urt.h"
 #include "urt_test.h"
 
@@ -223,14 +219,10 @@ static void run_group(void)
 
 static void run_listener(void)
 {
-    int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-    socklen_t len = sizeof a;
-    if (lfd < 0 || bind(lfd, (struct sockaddr *)&a, sizeof a) || listen(lfd, 16) ||
-        getsockname(lfd, (struct sockaddr *)&a, &len)) {
+    struct sockaddr_in a;
+    int lfd = ut_tcp_listener(16, &a);
+    if (lfd < 0) {
         bad("listener setup", errno);
-        if (lfd >= 0)
-            close(lfd);
         return;
     }
     urt_listener *l = urt_listener_new(lfd, SOCK_CLOEXEC);
@@ -241,13 +233,8 @@ static void run_listener(void)
         return;
     }
     int c[4];
-    for (int i = 0; i < 4; i++) {
-        c[i] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        if (c[i] >= 0 && connect(c[i], (struct sockaddr *)&a, sizeof a) < 0) {
-            close(c[i]);
-            c[i] = -1;
-        }
-    }
+    for (int i = 0; i < 4; i++)
+        c[i] = ut_tcp_connect(&a);
     /* Take two (a connection dropped for want of memory never comes: the deadline ends the
        wait); the rest stay queued or in the backlog for urt_listener_free. */
     urt_deadline(urt_now() + URT_MSEC(50));

@@ -25,38 +25,6 @@
 
 /* ---- helpers (plain system calls, usable on any stack) ---------------------------------------- */
 
-/* A TCP listener on 127.0.0.1, port chosen by the kernel. */
-static int tcp_listener(int backlog, struct sockaddr_in *addr)
-{
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return -1;
-    int one = 1;
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-    socklen_t len = sizeof a;
-    if (bind(fd, (struct sockaddr *)&a, sizeof a) || listen(fd, backlog) ||
-        getsockname(fd, (struct sockaddr *)&a, &len)) {
-        close(fd);
-        return -1;
-    }
-    *addr = a;
-    return fd;
-}
-
-/* A connected client socket, by plain connect(2). */
-static int tcp_connect_plain(const struct sockaddr_in *addr)
-{
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return -1;
-    if (connect(fd, (const struct sockaddr *)addr, sizeof *addr)) {
-        close(fd);
-        return -1;
-    }
-    return fd;
-}
-
 static int fd_is_open(int fd)
 {
     return fcntl(fd, F_GETFD) != -1;
@@ -280,7 +248,7 @@ static int tcp_client_recv(void *arg)
 static int tcp_main(void *arg)
 {
     struct tcp_res *r = arg;
-    r->lfd = tcp_listener(16, &r->addr);
+    r->lfd = ut_tcp_listener(16, &r->addr);
     if (r->lfd < 0)
         return -1;
     urt_task *srv = urt_spawn(tcp_server, r);
@@ -580,7 +548,7 @@ static int vanish_main(void *arg)
     close(sv[0]);
     /* TCP reset: the peer closes with SO_LINGER 0 */
     struct sockaddr_in addr;
-    int lfd = tcp_listener(4, &addr);
+    int lfd = ut_tcp_listener(4, &addr);
     for (int round = 0; round < 2; round++) {
         int cfd = urt_socket(AF_INET, SOCK_STREAM, 0);
         EXPECT_EQ(urt_connect(cfd, (struct sockaddr *)&addr, sizeof addr), 0);
@@ -647,7 +615,7 @@ static int deadline_io_main(void *arg)
 {
     struct deadline_io *r = arg;
     struct sockaddr_in addr;
-    int lfd = tcp_listener(8, &addr);
+    int lfd = ut_tcp_listener(8, &addr);
     int p[2], sv[2];
     if (lfd < 0 || pipe(p) || socketpair(AF_UNIX, SOCK_STREAM, 0, sv))
         return -1;
@@ -735,7 +703,7 @@ static int connect_main(void *arg)
 {
     struct connect_res *r = arg;
     struct sockaddr_in addr;
-    int lfd = tcp_listener(0, &addr);
+    int lfd = ut_tcp_listener(0, &addr);
     int fds[16];
     for (r->n = 0; r->n < 16; r->n++) {
         int fd = urt_socket(AF_INET, SOCK_STREAM, 0);
@@ -855,7 +823,7 @@ static int close_waiters_main(void *arg)
     struct close_res *r = arg;
     int p[2], sv[2];
     struct sockaddr_in addr;
-    int lfd = tcp_listener(4, &addr);
+    int lfd = ut_tcp_listener(4, &addr);
     if (pipe(p) || socketpair(AF_UNIX, SOCK_STREAM, 0, sv) || lfd < 0)
         return -1;
     r->w[0] = (struct waiter){ p[0], 0, 99, 0 };    /* two readers on one pipe */
@@ -1244,7 +1212,7 @@ UT_TEST_T(accept_cancel_race_loses_no_connection, 60)
 {
     struct accept_race a;
     memset(&a, 0, sizeof a);
-    a.lfd = tcp_listener(4096, &a.addr);
+    a.lfd = ut_tcp_listener(4096, &a.addr);
     assert_true(a.lfd >= 0);
     assert_int_equal(urt_run(accept_race_main, &a, NULL), 0);
     if (a.other)
@@ -1473,8 +1441,8 @@ static int emfile_main(void *arg)
 {
     struct emfile_res *r = arg;
     struct sockaddr_in addr;
-    int lfd = tcp_listener(8, &addr);
-    int client = tcp_connect_plain(&addr);    /* waits in the accept queue */
+    int lfd = ut_tcp_listener(8, &addr);
+    int client = ut_tcp_connect(&addr);    /* waits in the accept queue */
     if (lfd < 0 || client < 0)
         return -1;
     struct rlimit old, lim;

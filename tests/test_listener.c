@@ -17,34 +17,6 @@
 #endif
 #endif
 
-/* A TCP listener on 127.0.0.1, port chosen by the kernel. */
-static int tcp_listener(struct sockaddr_in *addr)
-{
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return -1;
-    struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-    socklen_t len = sizeof a;
-    if (bind(fd, (struct sockaddr *)&a, sizeof a) || listen(fd, 64) ||
-        getsockname(fd, (struct sockaddr *)&a, &len)) {
-        close(fd);
-        return -1;
-    }
-    *addr = a;
-    return fd;
-}
-
-/* A plain blocking connect (loopback: completes from the backlog, no urt involved). */
-static int client(const struct sockaddr_in *addr)
-{
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd >= 0 && connect(fd, (const struct sockaddr *)addr, sizeof *addr) < 0) {
-        close(fd);
-        fd = -1;
-    }
-    return fd;
-}
-
 /* 1 when fd is readable within ms and read(fd) returns 0 (EOF); 0 otherwise (never blocks). */
 static int eof_within(int fd, int ms)
 {
@@ -67,7 +39,7 @@ static int many_main(void *arg)
 {
     struct many *r = arg;
     struct sockaddr_in addr;
-    int lfd = tcp_listener(&addr);
+    int lfd = ut_tcp_listener(64, &addr);
     urt_listener *l = urt_listener_new(lfd, SOCK_CLOEXEC);
     EXPECT(l != NULL);
     if (!l)
@@ -76,7 +48,7 @@ static int many_main(void *arg)
     /* Nothing is accepted before the first take: these wait in the kernel's backlog. */
     int c[N + 4];
     for (int i = 0; i < N; i++) {
-        c[i] = client(&addr);
+        c[i] = ut_tcp_connect(&addr);
         EXPECT(c[i] >= 0);
         /* each client says which it is */
         char b = (char)('a' + i);
@@ -114,7 +86,7 @@ static int many_main(void *arg)
     /* Connections arriving with nobody taking them are accepted anyway (the multishot accept is
        armed); freeing the listener closes them: their clients read EOF. */
     for (int i = 0; i < 4; i++)
-        c[i] = client(&addr);
+        c[i] = ut_tcp_connect(&addr);
     urt_sleep(URT_MSEC(20));   /* let the kernel post them */
     EXPECT_EQ(urt_listener_free(l), 0);
     for (int i = 0; i < 4; i++) {
@@ -166,7 +138,7 @@ static int interrupts_main(void *arg)
 {
     struct interrupts *r = arg;
     struct sockaddr_in addr;
-    int lfd = tcp_listener(&addr);
+    int lfd = ut_tcp_listener(64, &addr);
     urt_listener *l = urt_listener_new(lfd, 0);
     EXPECT(l != NULL);
     if (!l)
@@ -184,7 +156,7 @@ static int interrupts_main(void *arg)
     r->cancelled = t.result;
 
     /* Still works: a connection made now is the next one taken. */
-    int c = client(&addr);
+    int c = ut_tcp_connect(&addr);
     int fd = urt_listener_accept(l);
     r->after = fd >= 0;
     if (fd >= 0)
@@ -284,17 +256,17 @@ static int left_main(void *arg)
 {
     struct left *r = arg;
     struct sockaddr_in addr;
-    r->lfd = tcp_listener(&addr);
+    r->lfd = ut_tcp_listener(64, &addr);
     urt_listener *l = urt_listener_new(r->lfd, 0);
     EXPECT(l != NULL);
-    int c = client(&addr);
+    int c = ut_tcp_connect(&addr);
     int fd = l ? urt_listener_accept(l) : -1;   /* arms it */
     EXPECT(fd >= 0);
     if (fd >= 0)
         urt_close(fd);
     close(c);
     for (int i = 0; i < 3; i++)
-        r->clients[i] = client(&addr);
+        r->clients[i] = ut_tcp_connect(&addr);
     urt_sleep(URT_MSEC(20));   /* accepted by the kernel, queued, never taken */
     return 0;                  /* no urt_listener_free: urt_run must end it */
 }
@@ -335,7 +307,7 @@ static int more_main(void *arg)
 {
     struct more *r = arg;
     struct sockaddr_in addr;
-    int lfd = tcp_listener(&addr);
+    int lfd = ut_tcp_listener(64, &addr);
     urt_listener *l = urt_listener_new(lfd, 0);
     EXPECT(l != NULL);
     if (!l)
@@ -364,7 +336,7 @@ static int more_main(void *arg)
     EXPECT_EQ(urt_listener_free(l), 0);
 
     /* A taker cancelled but not yet run when the free begins: the free waits for it to leave. */
-    lfd = tcp_listener(&addr);
+    lfd = ut_tcp_listener(64, &addr);
     l = urt_listener_new(lfd, 0);
     struct taker c = { l, 0 };
     urt_task *ct = urt_spawn(take, &c);
@@ -376,7 +348,7 @@ static int more_main(void *arg)
 
     /* An armed listener nobody waits on is no reason to wait forever: -EDEADLK. */
     l = urt_listener_new(lfd, 0);
-    int cl = client(&addr);
+    int cl = ut_tcp_connect(&addr);
     int fd = urt_listener_accept(l);   /* arms it */
     EXPECT(fd >= 0);
     urt_chan *ch = urt_chan_new(sizeof(int), 0);
@@ -402,13 +374,13 @@ static int race_main(void *arg)
 {
     struct race *r = arg;
     struct sockaddr_in addr;
-    int lfd = tcp_listener(&addr);
+    int lfd = ut_tcp_listener(64, &addr);
     urt_listener *l = urt_listener_new(lfd, 0);
     struct taker a = { l, 0 }, b = { l, 0 };
     urt_task *ta = urt_spawn(take, &a);
     urt_task *tb = urt_spawn(take, &b);
     urt_sleep(URT_MSEC(10));             /* both wait, a first */
-    int c = client(&addr);
+    int c = ut_tcp_connect(&addr);
     /* Yield until the completion readies a (main runs first in that round), then cancel it
        before it runs: it must still take the connection, or pass it on to b. */
     for (int i = 0; i < 100000 && a.result == 0; i++) {
@@ -434,8 +406,8 @@ static int race_main(void *arg)
        feed it. */
     l = urt_listener_new(lfd, 0);
     urt_close(lfd);
-    int lfd2 = tcp_listener(&addr);      /* most likely the same number */
-    int c2 = client(&addr);
+    int lfd2 = ut_tcp_listener(64, &addr);      /* most likely the same number */
+    int c2 = ut_tcp_connect(&addr);
     r->dead_after_close = urt_listener_accept(l);
     if (r->dead_after_close >= 0)
         urt_close(r->dead_after_close);
@@ -488,11 +460,11 @@ static int em_main(void *arg)
 {
     struct em *r = arg;
     struct sockaddr_in addr;
-    int lfd = tcp_listener(&addr);
+    int lfd = ut_tcp_listener(64, &addr);
     urt_listener *l = urt_listener_new(lfd, 0);
     int c[EM_CLIENTS];
     for (int i = 0; i < EM_CLIENTS; i++)
-        c[i] = client(&addr);
+        c[i] = ut_tcp_connect(&addr);
     /* Room for three more fds only: a low limit, filled with dups but for three slots. */
     struct rlimit old, low;
     getrlimit(RLIMIT_NOFILE, &old);

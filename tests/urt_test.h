@@ -14,6 +14,7 @@
 #ifndef URT_TEST_H
 #define URT_TEST_H
 
+#include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
 #include <setjmp.h>
@@ -24,8 +25,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+#include <netinet/in.h>
 
 #include <cmocka.h>
 
@@ -153,6 +157,39 @@ static uint32_t ut_rand(void)
     x ^= x << 17;
     ut_rng_state = x;
     return (uint32_t)(x >> 32);
+}
+
+/* A TCP listener on 127.0.0.1, port chosen by the kernel (in *addr); -1 on failure. */
+static int ut_tcp_listener(int backlog, struct sockaddr_in *addr) __attribute__((unused));
+static int ut_tcp_listener(int backlog, struct sockaddr_in *addr)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -1;
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    socklen_t len = sizeof a;
+    if (bind(fd, (struct sockaddr *)&a, sizeof a) || listen(fd, backlog) ||
+        getsockname(fd, (struct sockaddr *)&a, &len)) {
+        close(fd);
+        return -1;
+    }
+    *addr = a;
+    return fd;
+}
+
+/* A plain blocking connect (to a loopback listener it completes from the backlog, no urt
+   involved); -1 on failure. */
+static int ut_tcp_connect(const struct sockaddr_in *addr) __attribute__((unused));
+static int ut_tcp_connect(const struct sockaddr_in *addr)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd >= 0 && connect(fd, (const struct sockaddr *)addr, sizeof *addr) < 0) {
+        close(fd);
+        fd = -1;
+    }
+    return fd;
 }
 
 #endif
