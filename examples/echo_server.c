@@ -6,8 +6,11 @@
  *     nc 127.0.0.1 7000                           # type lines: they come back
  *     kill -TERM <pid>                            # or Ctrl-C: graceful shutdown, then counters
  *
- * Each connection is served by a task that reads like blocking C: recv, send everything back,
- * repeat. While it waits, urt runs the other connections. What a server needs beyond that:
+ * Each connection is served by a task that reads like blocking C: recv, then send everything
+ * back and receive the next message in one call (urt_send_recv: the two go to the kernel linked,
+ * and the task parks once per message instead of twice; --separate-send: urt_send, then
+ * urt_recv), repeat. While it waits, urt runs the other connections. What a server needs beyond
+ * that:
  *
  *  - Idle clients: a deadline (urt_deadline) set at the start and after each message received. A peer that sends nothing, or
  *    stops reading what we echo, for --idle-timeout ms makes the call return -ETIMEDOUT.
@@ -53,6 +56,7 @@ static struct {
     unsigned    port;
     uint64_t    max_conns, idle_ns, grace_ns;
     int         plain_accept; /* one urt_accept per connection instead of a urt_listener */
+    int         separate_send; /* urt_send then urt_recv instead of urt_send_recv          */
 
     int         listen_fd;
     urt_group  *conns;        /* every connection task */
@@ -81,6 +85,9 @@ static void usage(FILE *to, const char *prog)
             "  --plain-accept       one accept request per connection instead of one multishot\n"
             "                       accept for all (urt_accept instead of a urt_listener; for\n"
             "                       comparison, perf/accept_bench.sh)\n"
+            "  --separate-send      echo with urt_send, then wait for the next message with\n"
+            "                       urt_recv, instead of both in one urt_send_recv (for\n"
+            "                       comparison)\n"
             "  --help               print this help and exit\n"
             "\n"
             "Prints \"listening on HOST:PORT\" once ready, and its counters when it stops.\n",
@@ -101,23 +108,31 @@ static int serve(void *arg)
     ssize_t n;
 
     idle_deadline();
-    for (;;) {
-        n = urt_recv(fd, buf, sizeof buf, 0);
-        if (n <= 0)
-            break;
+    n = urt_recv(fd, buf, sizeof buf, 0);
+    while (n > 0) {
         /* Activity: the idle clock starts again, for the echo and the next message alike (one
            clock read per message, not one per call). */
         idle_deadline();
-        /* send may take less than all of it when the peer reads slowly: loop. MSG_NOSIGNAL: a
-           vanished peer is -EPIPE, not a SIGPIPE that kills the server. */
-        for (ssize_t off = 0, w; off < n; off += w) {
-            w = urt_send(fd, buf + off, (size_t)(n - off), MSG_NOSIGNAL);
+        ssize_t len = n;
+        if (!S.separate_send) {
+            /* All of it back, then the next message (the same buffer: the receive starts
+               once the send is done). MSG_NOSIGNAL: a vanished peer is -EPIPE, not a SIGPIPE
+               that kills the server. */
+            size_t sent;
+            n = urt_send_recv(fd, buf, (size_t)len, buf, sizeof buf, MSG_NOSIGNAL, &sent);
+            S.bytes += sent;
+            continue;
+        }
+        /* send may take less than all of it when the peer reads slowly: loop. */
+        for (ssize_t off = 0, w; off < len; off += w) {
+            w = urt_send(fd, buf + off, (size_t)(len - off), MSG_NOSIGNAL);
             if (w < 0) {
                 n = w;
                 goto done;
             }
             S.bytes += (uint64_t)w;
         }
+        n = urt_recv(fd, buf, sizeof buf, 0);
     }
 done:
     if (n == 0 || n == -ECONNRESET || n == -EPIPE)
@@ -324,6 +339,7 @@ int main(int argc, char **argv)
         { "idle-timeout", required_argument, NULL, 'i' },
         { "grace", required_argument, NULL, 'g' },
         { "plain-accept", no_argument, NULL, 'P' },
+        { "separate-send", no_argument, NULL, 'S' },
         { "help", no_argument, NULL, 'H' },
         { 0 },
     };
@@ -337,6 +353,7 @@ int main(int argc, char **argv)
         case 'i': S.idle_ns = URT_MSEC(number(opts[i].name, optarg, day_ms)); break;
         case 'g': S.grace_ns = URT_MSEC(number(opts[i].name, optarg, day_ms)); break;
         case 'P': S.plain_accept = 1; break;
+        case 'S': S.separate_send = 1; break;
         case 'H': usage(stdout, argv[0]); return 0;
         default:  usage(stderr, argv[0]); return 2;
         }

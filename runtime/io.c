@@ -42,6 +42,7 @@ static struct io_uring_sqe *op_begin(struct urt__op *op, int *err)
     }
     op->task = self;
     op->done = 0;
+    op->linked = 0;
     struct io_uring_sqe *sqe = urt__sqe(rt);
     io_uring_sqe_set_data(sqe, op);
     return sqe;
@@ -153,6 +154,84 @@ ssize_t urt_send(int fd, const void *buf, size_t len, int flags)
     URT_OP(io_uring_prep_send(sqe, fd, buf, rw_len(len), flags));
 }
 
+/*
+ * The send and the recv as one linked pair in one submission: the kernel starts the recv when the
+ * send is done, and the task parks once and resumes once instead of twice. The send carries
+ * MSG_WAITALL (the kernel itself retries a partial send on a stream socket, so the recv never
+ * starts while bytes of the send are left) and IOSQE_CQE_SKIP_SUCCESS: one completion comes
+ * back, the recv's, or the send's when it fails, in which case the kernel also drops the recv
+ * without a completion (the failed request's skip flag carries over to its links). So the pair
+ * is one operation for the accounting (ops_inflight), and the recv's share is cqes_skipped.
+ * A cancel must reach whichever half is in the kernel: urt__interrupt sends one for each.
+ * Kernels without IORING_FEAT_CQE_SKIP (before 5.17) get the two calls one after the other.
+ */
+/* urt_send_recv one call after the other, from byte off of out on. */
+static ssize_t send_rest_then_recv(int fd, const void *out, size_t off, size_t out_len, void *in,
+                                   size_t in_len, int flags, size_t *sent)
+{
+    while (off < out_len) {
+        ssize_t w = urt_send(fd, (const char *)out + off, out_len - off, flags);
+        if (w < 0) {
+            *sent = off;
+            return w;
+        }
+        off += (size_t)w;
+    }
+    *sent = off;
+    return urt_recv(fd, in, in_len, flags);
+}
+
+ssize_t urt_send_recv(int fd, const void *out, size_t out_len, void *in, size_t in_len, int flags,
+                      size_t *sent)
+{
+    struct urt_runtime *rt = urt__rt;
+    size_t ignored;
+    if (!sent)
+        sent = &ignored;
+    *sent = 0;
+    if (unlikely(!rt || !(rt->ring_features & IORING_FEAT_CQE_SKIP) || out_len == 0 ||
+                 out_len > MAX_RW))
+        return send_rest_then_recv(fd, out, 0, out_len, in, in_len, flags, sent);
+    /* Both halves in one submission: a flush between them would cut the link. */
+    urt__sq_room(rt, rt->sq_reserve + 2);
+    struct urt__op op;
+    int err;
+    struct io_uring_sqe *sqe = op_begin(&op, &err);
+    if (!sqe)
+        return err;
+    io_uring_prep_send(sqe, fd, out, (unsigned)out_len, flags | MSG_WAITALL);
+    io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)&op | URT__UDATA_LINKED);
+    sqe->flags |= IOSQE_IO_LINK | IOSQE_CQE_SKIP_SUCCESS;
+    sqe = io_uring_get_sqe(&rt->ring);   /* the room was made above; not counted in flight */
+    io_uring_prep_recv(sqe, fd, in, rw_len(in_len), flags);
+    io_uring_sqe_set_data(sqe, &op);
+    rt->st.cqes_skipped++;
+    uint64_t closes = rt->closes;
+    op.opcode = IORING_OP_RECV;
+    op.fd = fd;
+    op.linked = 1;
+    int res = op_wait(&op);
+    if (likely(op.linked != URT__LINKED_SEND_ENDED)) {
+        *sent = out_len;   /* the recv's completion: the send was done */
+        if (res > 0)
+            DEFINED(in, (size_t)res);
+        return res;
+    }
+    if (res < 0)
+        return res;        /* the send failed before any of it went */
+    /*
+     * A short send: the kernel hit an error after part of it (a failing connection, a failed
+     * allocation) and reports the part. The caller asked for all of it: go on with the rest,
+     * as a send loop would, and meet the error itself (or not, if it was passing). Not when
+     * a urt_close came meanwhile, which may have been this fd's (its cancel cuts a send short
+     * too): its number may be anyone's by now. (A cancel or the deadline ends the next call.)
+     */
+    *sent = (size_t)res;
+    if (rt->closes != closes)
+        return fcntl(fd, F_GETFD) < 0 ? -EBADF : -EPIPE;
+    return send_rest_then_recv(fd, out, (size_t)res, out_len, in, in_len, flags, sent);
+}
+
 ssize_t urt_recvmsg(int fd, struct msghdr *msg, int flags)
 {
     if (!msg)
@@ -244,6 +323,7 @@ int urt_close(int fd)
         return -EPERM;
     if (fd < 0)
         return -EBADF;
+    rt->closes++;
     if (unlikely(rt->listeners != NULL))
         urt__listeners_fd_closed(rt, fd);   /* never to arm on this fd number again */
     /*

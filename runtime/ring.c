@@ -33,6 +33,7 @@ int urt__ring_init(struct urt_runtime *rt, unsigned entries, bool quiet)
         ret = io_uring_queue_init_params(entries, &rt->ring, &p);
         if (ret == 0) {
             rt->ring_flags = tries[i];
+            rt->ring_features = urt__fault_features(p.features);
             if (!(p.features & IORING_FEAT_NODROP) || !(p.features & IORING_FEAT_EXT_ARG)) {
                 /* Pre-5.11 kernels: waits with a timeout would need an extra SQE; not worth it. */
                 io_uring_queue_exit(&rt->ring);
@@ -80,7 +81,11 @@ static void reap(struct urt_runtime *rt)
             iop->fn(rt, iop, cqe->res, cqe->flags);
             continue;
         }
-        struct urt__op *op = (struct urt__op *)(uintptr_t)cqe->user_data;
+        struct urt__op *op = (struct urt__op *)(uintptr_t)(cqe->user_data & ~URT__UDATA_LINKED);
+        if (unlikely(cqe->user_data & URT__UDATA_LINKED))
+            /* urt_send_recv's send failed or went short: the kernel drops the recv linked to it
+               without a completion, so this one ends the operation. */
+            op->linked = URT__LINKED_SEND_ENDED;
         op->result = cqe->res;
         op->done = 1;
         struct urt_task *t = op->task;

@@ -89,7 +89,9 @@ struct urt__op {
     uint32_t         done;
     int32_t          fd;       /* for urt_dump */
     uint8_t          opcode;
+    uint8_t          linked;   /* urt_send_recv: a send (user_data op | URT__UDATA_LINKED) leads */
 };
+#define URT__LINKED_SEND_ENDED 2   /* op->linked: the completion was the send's, not the recv's */
 
 /* A request the runtime itself owns: user_data is its address | URT__UDATA_INTERNAL, and its
    completion calls fn instead of waking a task. */
@@ -130,6 +132,8 @@ struct urt_runtime {
     struct io_uring         ring;
     unsigned                ring_flags;        /* IORING_SETUP_* it runs with                  */
     unsigned                sq_reserve;        /* SQ slots kept free for cancel requests      */
+    unsigned                ring_features;     /* IORING_FEAT_* the kernel reported            */
+    uint64_t                closes;            /* urt_close calls so far (urt_send_recv)       */
     struct urt_task        *current;           /* NULL while the scheduler runs                */
     void                   *sched_sp;          /* the scheduler's context (urt_run's stack)    */
     struct urt_task        *runq_head, *runq_tail;

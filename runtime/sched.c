@@ -234,6 +234,13 @@ void urt__interrupt(struct urt_runtime *rt, struct urt_task *t)
         struct io_uring_sqe *sqe = urt__sqe_cancel(rt);
         io_uring_prep_cancel64(sqe, (uint64_t)(uintptr_t)op, 0);
         io_uring_sqe_set_data64(sqe, URT__UDATA_IGNORE);
+        if (op->linked) {
+            /* urt_send_recv: its send may be the half in the kernel (a full socket buffer);
+               cancelling it drops the recv behind it too. */
+            sqe = urt__sqe_cancel(rt);
+            io_uring_prep_cancel64(sqe, (uint64_t)(uintptr_t)op | URT__UDATA_LINKED, 0);
+            io_uring_sqe_set_data64(sqe, URT__UDATA_IGNORE);
+        }
         return;
     }
     case URT__WAIT_SLEEP:

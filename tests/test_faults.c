@@ -29,6 +29,7 @@ struct world {
     int      bad;          /* broken promises seen inside tasks */
     int      pipe_ok, pipe_failed;
     int      spawn_enomem;
+    int      exchanged;    /* urt_send_recv calls answered */
     uint64_t seed;
 };
 
@@ -130,6 +131,71 @@ static void run_stream(void)
         W.pipe_failed++;   /* the reader gave up on an error: allowed, counted */
     else
         W.pipe_ok++;
+}
+
+/* ---- urt_send_recv: each reply answers its request, or an allowed error ends the exchange ---- */
+
+static int exchange_peer(void *arg)
+{
+    int fd = *(int *)arg;
+    uint8_t b[64];
+    for (;;) {
+        ssize_t n = urt_recv(fd, b, sizeof b, 0);
+        if (n <= 0) {
+            if (n < 0 && !allowed(n))
+                bad("exchange peer recv", (long)n);
+            break;
+        }
+        for (ssize_t i = 0; i < n; i++)
+            b[i] = (uint8_t)(b[i] + 1);
+        ssize_t w = urt_send(fd, b, (size_t)n, MSG_NOSIGNAL);
+        if (w != n) {
+            if (w < 0 && !allowed(w))
+                bad("exchange peer send", (long)w);
+            break;
+        }
+    }
+    urt_close(fd);
+    return 0;
+}
+
+static void run_exchange(void)
+{
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0)
+        return;
+    urt_task *peer = urt_spawn(exchange_peer, &sv[1]);
+    if (!peer) {
+        W.spawn_enomem++;
+        close(sv[0]);
+        close(sv[1]);
+        return;
+    }
+    for (uint8_t k = 0; k < 40; k++) {
+        uint8_t out[8], in[8];
+        memset(out, k, sizeof out);
+        /* One byte per reply may come: the peer answers what it got. */
+        size_t sent = 99;
+        ssize_t n = urt_send_recv(sv[0], out, sizeof out, in, sizeof in,
+                                  MSG_NOSIGNAL | MSG_WAITALL, &sent);
+        if (sent > sizeof out || (n >= 0 && sent != sizeof out))
+            bad("urt_send_recv sent", (long)sent);
+        if (n < 0) {
+            if (!allowed(n))
+                bad("urt_send_recv", (long)n);
+            break;
+        }
+        if (n != (ssize_t)sizeof in)
+            break;   /* EOF (short with MSG_WAITALL): the peer stopped on an error it checked */
+        for (size_t i = 0; i < sizeof in; i++)
+            if (in[i] != (uint8_t)(k + 1)) {
+                bad("urt_send_recv reply byte", (long)in[i]);
+                break;
+            }
+        W.exchanged++;
+    }
+    urt_close(sv[0]);
+    urt_join(peer);
 }
 
 /* ---- sleeps under deadlines ---- */
@@ -274,6 +340,7 @@ static int seed_main(void *arg)
         urt_task *q = c ? urt_spawn(consumer, c) : NULL;
         run_group();
         run_listener();
+        run_exchange();
         for (int i = 0; i < 50; i++) {
             urt_task *t = urt_spawn(empty, NULL);
             if (!t) {
@@ -323,7 +390,7 @@ static void run_seeds(const char *sites, unsigned per_million, int seeds)
         EXPECT_EQ(W.bad, 0);
         EXPECT_EQ(st.ops_inflight, 0);
         EXPECT_EQ(st.tasks_live, 0);
-        EXPECT_EQ(st.cqes_reaped, st.sqes_submitted + st.cqes_more);
+        EXPECT_EQ(st.cqes_reaped + st.cqes_skipped, st.sqes_submitted + st.cqes_more);
         EXPECT_EQ(ut_count_fds(), fds);
         if (W.bad || ut_count_fds() != fds)
             fprintf(stderr, "  replay: URT_FAULTS=%s\n", spec);
@@ -349,6 +416,32 @@ UT_TEST_T(short_submission_queue, 120)
     run_seeds("q", 300000, 150);
 }
 
+/* A kernel before 5.17 (no IORING_FEAT_CQE_SKIP): urt_send_recv as a send, then a recv. */
+static int exchange_main(void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < 3; i++)
+        run_exchange();
+    return 0;
+}
+
+UT_TEST(send_recv_without_cqe_skip)
+{
+    setenv("URT_FAULT_NO_FEATURES", "800", 1);
+    unsetenv("URT_FAULTS");
+    memset(&W, 0, sizeof W);
+    int fds = ut_count_fds();
+    assert_int_equal(urt_run(exchange_main, NULL, NULL), 0);
+    unsetenv("URT_FAULT_NO_FEATURES");
+    assert_int_equal(W.bad, 0);
+    assert_int_equal(W.exchanged, 3 * 40);
+    struct urt_stats st;
+    urt_stats(&st);
+    assert_int_equal(st.cqes_skipped, 0);   /* no linked pair went to the kernel */
+    assert_int_equal(st.cqes_reaped, st.sqes_submitted + st.cqes_more);
+    assert_int_equal(ut_count_fds(), fds);
+}
+
 UT_TEST_T(everything_at_once, 120)
 {
     run_seeds("sabgiq", 30000, 200);
@@ -361,6 +454,7 @@ int main(void)
         cmocka_unit_test(enter_busy_again_intr),
         cmocka_unit_test(short_submission_queue),
         cmocka_unit_test(everything_at_once),
+        cmocka_unit_test(send_recv_without_cqe_skip),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -591,6 +591,285 @@ UT_TEST(peer_vanished)
     assert_true(r.rst_send == -EPIPE || r.rst_send == -ECONNRESET);
 }
 
+/* ---- urt_send_recv: the send and the next recv as one linked pair ------------------------- */
+
+/* The peer of an exchange: reads a 4-byte length and that many bytes, answers with their sum
+   (mod 256) as one byte followed by the length; until EOF. */
+static int sum_peer(void *arg)
+{
+    int fd = *(int *)arg;
+    static unsigned char big[4 << 20];
+    for (;;) {
+        uint32_t len;
+        size_t got = 0;
+        while (got < sizeof len) {
+            ssize_t n = urt_recv(fd, (char *)&len + got, sizeof len - got, 0);
+            if (n <= 0)
+                return n < 0 ? -1 : 0;
+            got += (size_t)n;
+        }
+        EXPECT(len <= sizeof big);
+        for (got = 0; got < len;) {
+            ssize_t n = urt_recv(fd, big + got, len - got, 0);
+            EXPECT(n > 0);
+            if (n <= 0)
+                return -1;
+            got += (size_t)n;
+        }
+        unsigned char reply[5] = { 0 };
+        for (size_t i = 0; i < len; i++)
+            reply[0] = (unsigned char)(reply[0] + big[i]);
+        memcpy(reply + 1, &len, 4);
+        EXPECT_EQ(urt_send(fd, reply, sizeof reply, MSG_NOSIGNAL), 5);
+    }
+}
+
+struct sr_res {
+    long small_ok, big_ok, same_buf_ok, empty_out;
+    uint64_t skipped, submitted_delta, reaped_delta;
+    long after_close;
+    size_t after_close_sent;
+};
+
+/* One exchange of len bytes of message (prefixed by its length); checks the reply. */
+static int exchange(int fd, const unsigned char *msg, uint32_t len, unsigned char *scratch)
+{
+    memcpy(scratch, &len, 4);
+    memcpy(scratch + 4, msg, len);
+    unsigned char want = 0;
+    for (uint32_t i = 0; i < len; i++)
+        want = (unsigned char)(want + msg[i]);
+    /* The reply lands in the buffer the request was sent from. */
+    size_t sent = 0;
+    ssize_t n = urt_send_recv(fd, scratch, len + 4, scratch, 5, MSG_NOSIGNAL | MSG_WAITALL, &sent);
+    if (sent != len + 4)
+        return -3000;
+    if (n != 5)
+        return (int)(n < 0 ? n : -1000 - n);
+    uint32_t echoed;
+    memcpy(&echoed, scratch + 1, 4);
+    return scratch[0] == want && echoed == len ? 0 : -2000;
+}
+
+static int send_recv_main(void *arg)
+{
+    struct sr_res *r = arg;
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv))
+        return -1;
+    urt_task *peer = urt_spawn(sum_peer, &sv[1]);
+    struct urt_stats a, b;
+    urt_stats(&a);
+    static unsigned char msg[4 << 20], scratch[(4 << 20) + 8];
+    for (size_t i = 0; i < sizeof msg; i++)
+        msg[i] = (unsigned char)(i * 7 + 3);
+    /* 100 small exchanges: one park and one completion each. */
+    for (uint32_t i = 1; i <= 100; i++) {
+        int e = exchange(sv[0], msg + i, i, scratch);
+        if (e) {
+            r->small_ok = e;
+            break;
+        }
+        r->small_ok = i;
+    }
+    urt_stats(&b);
+    r->skipped = b.cqes_skipped - a.cqes_skipped;
+    r->submitted_delta = b.sqes_submitted - a.sqes_submitted;
+    r->reaped_delta = b.cqes_reaped - a.cqes_reaped;
+    /* 4 MiB: far beyond the socket's buffer, so the kernel sends it in parts while the peer
+       reads; the recv must not start before the last part is out. */
+    r->big_ok = exchange(sv[0], msg, sizeof msg - 8, scratch);
+    /* Nothing to send: a plain recv. */
+    uint32_t len = 3;
+    memcpy(scratch, &len, 4);
+    memcpy(scratch + 4, "abc", 3);
+    EXPECT_EQ(urt_send(sv[0], scratch, 7, 0), 7);
+    r->empty_out = urt_send_recv(sv[0], NULL, 0, scratch, 5, MSG_WAITALL, NULL);
+    r->same_buf_ok = scratch[0] == (unsigned char)('a' + 'b' + 'c');
+    /* The peer goes away: the send fails, nothing is received. */
+    shutdown(sv[0], SHUT_WR);
+    EXPECT_EQ(urt_join(peer), 0);
+    close(sv[1]);
+    r->after_close = urt_send_recv(sv[0], "x", 1, scratch, 1, MSG_NOSIGNAL, &r->after_close_sent);
+    close(sv[0]);
+    return 0;
+}
+
+UT_TEST(send_recv_exchanges)
+{
+    struct sr_res r;
+    memset(&r, 0, sizeof r);
+    assert_int_equal(urt_run(send_recv_main, &r, NULL), 0);
+    assert_int_equal(r.small_ok, 100);
+    /* Each exchange is two SQEs and one completion. (The peer's own recv and send add one
+       each per exchange, also in these counts.) */
+    assert_int_equal(r.skipped, 100);
+    assert_int_equal(r.submitted_delta - r.reaped_delta, 100);
+    assert_int_equal(r.big_ok, 0);
+    assert_int_equal(r.empty_out, 5);
+    assert_true(r.same_buf_ok);
+    assert_int_equal(r.after_close, -EPIPE);
+    assert_int_equal(r.after_close_sent, 0);
+    struct urt_stats st;
+    urt_stats(&st);
+    assert_int_equal(st.ops_inflight, 0);
+    assert_int_equal(st.cqes_reaped + st.cqes_skipped, st.sqes_submitted + st.cqes_more);
+}
+
+/* Either half can be the one in the kernel when a cancel, a deadline or urt_close comes. */
+struct sr_stop {
+    int fd;
+    int how;          /* 0 cancel, 1 deadline, 2 urt_close by another task */
+    size_t out_len;   /* large: stops in the send; small: in the recv */
+    long res;
+    size_t sent;
+    int started;
+};
+
+static unsigned char sr_big[4 << 20];
+
+static int sr_stopped(void *arg)
+{
+    struct sr_stop *s = arg;
+    char in[16];
+    if (s->how == 1)
+        urt_deadline(urt_now() + URT_MSEC(20));
+    s->started = 1;
+    s->sent = 12345;
+    s->res = urt_send_recv(s->fd, sr_big, s->out_len, in, sizeof in, MSG_NOSIGNAL, &s->sent);
+    return 0;
+}
+
+struct sr_stop_res {
+    long res[3][2];
+    size_t sent[3][2];
+    size_t peer_got[3][2];
+    long fd_alive[3][2];
+};
+
+static int sr_stop_main(void *arg)
+{
+    struct sr_stop_res *r = arg;
+    for (int how = 0; how < 3; how++) {
+        for (int half = 0; half < 2; half++) {
+            int sv[2];
+            if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv))
+                return -1;
+            struct sr_stop s = { .fd = sv[0], .how = how, .out_len = half ? 10 : sizeof sr_big };
+            urt_task *t = urt_spawn(sr_stopped, &s);
+            urt_sleep(URT_MSEC(5));    /* t is in the kernel: the send stalled, or the recv */
+            EXPECT(s.started);
+            if (how == 0)
+                urt_cancel(t);
+            else if (how == 2)
+                urt_close(sv[0]);
+            EXPECT_EQ(urt_join(t), 0);
+            r->res[how][half] = s.res;
+            r->sent[how][half] = s.sent;
+            /* What reached the peer: all 10 bytes when the recv was waiting, a part of the
+               4 MiB when the send was. */
+            int fl = fcntl(sv[1], F_GETFL);
+            fcntl(sv[1], F_SETFL, fl | O_NONBLOCK);
+            size_t got = 0;
+            for (;;) {
+                ssize_t n = read(sv[1], sr_big, 65536);
+                if (n <= 0)
+                    break;
+                got += (size_t)n;
+            }
+            r->peer_got[how][half] = got;
+            if (how != 2) {
+                /* The fd still works: an exchange the peer answers by hand. */
+                EXPECT_EQ(write(sv[1], "pong", 4), 4);
+                char in[8];
+                r->fd_alive[how][half] = urt_send_recv(sv[0], "ping", 4, in, sizeof in, 0, NULL);
+                char pg[4];
+                EXPECT_EQ(read(sv[1], pg, 4), 4);
+                urt_close(sv[0]);
+            }
+            close(sv[1]);
+        }
+    }
+    return 0;
+}
+
+UT_TEST(send_recv_cancel_deadline_close_in_either_half)
+{
+    struct sr_stop_res r;
+    memset(&r, 0, sizeof r);
+    assert_int_equal(urt_run(sr_stop_main, &r, NULL), 0);
+    static const long want[3] = { -ECANCELED, -ETIMEDOUT, -EBADF };
+    for (int how = 0; how < 3; how++) {
+        for (int half = 0; half < 2; half++) {
+            /* urt_close's shutdown can cut the send short before its close is done */
+            if (how == 2 && half == 0 && r.res[how][half] == -EPIPE)
+                continue;
+            if (r.res[how][half] != want[how])
+                fail_msg("how %d, %s half: %ld, want %ld", how, half ? "recv" : "send",
+                         r.res[how][half], want[how]);
+        }
+        assert_true(r.peer_got[how][0] > 0 && r.peer_got[how][0] < sizeof sr_big);
+        assert_int_equal(r.peer_got[how][1], 10);
+        /* sent says what went: all of it before the recv, the part the peer got otherwise */
+        assert_int_equal(r.sent[how][0], r.peer_got[how][0]);
+        assert_int_equal(r.sent[how][1], 10);
+        if (how != 2) {
+            assert_int_equal(r.fd_alive[how][0], 4);
+            assert_int_equal(r.fd_alive[how][1], 4);
+        }
+    }
+    struct urt_stats st;
+    urt_stats(&st);
+    assert_int_equal(st.ops_inflight, 0);
+    assert_int_equal(st.cqes_reaped + st.cqes_skipped, st.sqes_submitted + st.cqes_more);
+}
+
+static size_t sent[4];
+
+static int sr_bad_main(void *arg)
+{
+    long *r = arg;
+    char buf[4];
+    r[0] = urt_send_recv(-1, "x", 1, buf, sizeof buf, 0, &sent[0]);
+    int p[2];
+    if (pipe(p))
+        return -1;
+    r[1] = urt_send_recv(p[0], "x", 1, buf, sizeof buf, 0, &sent[1]);   /* not a socket */
+    close(p[0]);
+    close(p[1]);
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv))
+        return -1;
+    r[2] = urt_send_recv(sv[0], NULL, 1, buf, sizeof buf, MSG_NOSIGNAL, &sent[2]);   /* bad out */
+    EXPECT_EQ(write(sv[1], "y", 1), 1);
+    r[3] = urt_send_recv(sv[0], "x", 1, NULL, sizeof buf, 0, &sent[3]);              /* bad in */
+    close(sv[0]);
+    close(sv[1]);
+    return 0;
+}
+
+UT_TEST(send_recv_bad_input)
+{
+    long r[4];
+    memset(r, 0, sizeof r);
+    assert_int_equal(urt_run(sr_bad_main, r, NULL), 0);
+    assert_int_equal(r[0], -EBADF);
+    assert_int_equal(r[1], -ENOTSOCK);
+    assert_int_equal(r[2], -EFAULT);
+    assert_int_equal(r[3], -EFAULT);
+    /* The send went in the last case only. */
+    assert_int_equal(sent[0], 0);
+    assert_int_equal(sent[1], 0);
+    assert_int_equal(sent[2], 0);
+    assert_int_equal(sent[3], 1);
+    /* Outside a task. */
+    char buf[4];
+    assert_int_equal(urt_send_recv(0, "x", 1, buf, sizeof buf, 0, NULL), -EPERM);
+    struct urt_stats st;
+    urt_stats(&st);
+    assert_int_equal(st.cqes_reaped + st.cqes_skipped, st.sqes_submitted + st.cqes_more);
+}
+
 /* ---- deadlines and cancellation of kernel operations --------------------------------------- */
 
 struct deadline_io {
@@ -1508,6 +1787,9 @@ int main(void)
         cmocka_unit_test(poll_readiness),
         cmocka_unit_test(bad_fds_and_buffers_are_errors),
         cmocka_unit_test(peer_vanished),
+        cmocka_unit_test(send_recv_exchanges),
+        cmocka_unit_test(send_recv_cancel_deadline_close_in_either_half),
+        cmocka_unit_test(send_recv_bad_input),
         cmocka_unit_test(deadlines_on_io_then_fd_still_works),
         cmocka_unit_test(deadline_moved_while_its_timer_is_armed),
         cmocka_unit_test(connect_deadline_and_cancel),

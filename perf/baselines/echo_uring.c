@@ -10,8 +10,14 @@
  * kernel ends it; a plain accept re-armed per connection where multishot is refused) feeds the
  * connections; each connection alternates one recv (up to ECHO_BUF bytes) with one send of what
  * it got, re-sending the rest after a short send.
+ *
+ * ECHO_LINK=1 in the environment: the send and the next recv go to the kernel as one linked pair
+ * instead (the send with MSG_WAITALL and IOSQE_CQE_SKIP_SUCCESS, so one completion per message),
+ * the same thing urt_send_recv does, by hand: for comparing like with like. A send that fails or
+ * comes back short then closes the connection.
  */
 #include <liburing.h>
+#include <stddef.h>
 
 #include "echo_common.h"
 
@@ -25,6 +31,7 @@ struct op {
 
 struct conn {
     struct op op;
+    struct op send_failed;    /* ECHO_LINK: the linked send's completion (only on failure)      */
     int fd;
     int sending;              /* 0: a recv is in flight; 1: a send                             */
     unsigned len, off;        /* bytes in buf, bytes of them sent                              */
@@ -34,6 +41,7 @@ struct conn {
 static struct io_uring ring;
 static int listen_fd;
 static int multishot = 1;
+static int linked;            /* ECHO_LINK=1 */
 static struct op accept_op;
 
 static struct io_uring_sqe *sqe_get(void)
@@ -62,6 +70,23 @@ static void arm_recv(struct conn *c)
     c->sending = 0;
 }
 
+/* The echo and the next recv as one linked pair: the completion is the recv's, or the send's
+   when that fails (the kernel then drops the recv). */
+static void arm_send_recv(struct conn *c)
+{
+    struct io_uring_sqe *sqe;
+    if (io_uring_sq_space_left(&ring) < 2)
+        io_uring_submit(&ring);   /* both in one submission, or the link is cut */
+    sqe = io_uring_get_sqe(&ring);
+    io_uring_prep_send(sqe, c->fd, c->buf, c->len, MSG_NOSIGNAL | MSG_WAITALL);
+    io_uring_sqe_set_data(sqe, &c->send_failed);
+    sqe->flags |= IOSQE_IO_LINK | IOSQE_CQE_SKIP_SUCCESS;
+    sqe = io_uring_get_sqe(&ring);
+    io_uring_prep_recv(sqe, c->fd, c->buf, sizeof c->buf, 0);
+    io_uring_sqe_set_data(sqe, &c->op);
+    c->sending = 2;
+}
+
 static void arm_send(struct conn *c)
 {
     struct io_uring_sqe *sqe = sqe_get();
@@ -76,6 +101,13 @@ static void conn_close(struct conn *c)
     free(c);
 }
 
+static void on_send_failed(struct op *op, int res, unsigned flags)
+{
+    (void)res;
+    (void)flags;
+    conn_close((struct conn *)((char *)op - offsetof(struct conn, send_failed)));
+}
+
 static void on_conn(struct op *op, int res, unsigned flags)
 {
     struct conn *c = (struct conn *)op;
@@ -84,10 +116,13 @@ static void on_conn(struct op *op, int res, unsigned flags)
         conn_close(c);
         return;
     }
-    if (!c->sending) {
+    if (c->sending != 1) {
         c->len = (unsigned)res;
         c->off = 0;
-        arm_send(c);
+        if (linked)
+            arm_send_recv(c);
+        else
+            arm_send(c);
         return;
     }
     c->off += (unsigned)res;
@@ -106,6 +141,7 @@ static void on_accept(struct op *op, int res, unsigned flags)
             close(res);
         } else {
             c->op.cb = on_conn;
+            c->send_failed.cb = on_send_failed;
             c->fd = res;
             echo_tune(res);
             arm_recv(c);
@@ -168,6 +204,9 @@ int main(int argc, char **argv)
     const char *single = getenv("ECHO_SINGLE_ACCEPT");
     if (single && *single == '1')
         multishot = 0;
+    const char *link = getenv("ECHO_LINK");
+    if (link && *link == '1')
+        linked = 1;
     accept_op.cb = on_accept;
     arm_accept();
     for (;;) {
