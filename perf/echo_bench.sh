@@ -28,6 +28,7 @@ warmup=1
 conns_list="100 1000"
 sizes_list="64 4096"
 retries=2
+rounds=1
 quiet_wait=60
 servers="uring epoll urt"
 
@@ -47,13 +48,21 @@ Builds nothing.
   --sizes L     message sizes in bytes (default "64 4096")
   --retries N   runs again, up to N times, a run that other processes disturbed (they used
                 >= 10% of a core in its window, as echo_load measures); default 2
+  --rounds N    runs every server N times per combination, in turn (default 1); with N > 1 a
+                second table gives each server's medians over the rounds, and the range of its
+                CPU ratio (each round's ratio is to that round's uring run)
   --quiet-wait S  before each run, waits up to S seconds (default 60) for a second in which
                 the machine is idle (< 10% of a core busy); 0: do not wait
   --servers L   which servers, in this order (default "uring epoll urt"): uring = raw liburing
                 (build/perf/echo_uring), epoll (build/perf/echo_epoll), urt
-                (build/examples/echo_server), multishot = raw liburing with a multishot recv
-                into provided buffers (build/perf/echo_uring_multishot). Ratios are to uring,
-                so keep it in the list.
+                (build/examples/echo_server: urt_send_recv per message), multishot = raw
+                liburing with a multishot recv into provided buffers
+                (build/perf/echo_uring_multishot); for comparison: urt-separate (echo_server
+                --separate-send: urt_send, then urt_recv), uring-linked (echo_uring with
+                ECHO_LINK=1: each send linked to the next recv, as urt_send_recv does), coro
+                (build/perf/echo_coro: bare coroutines on urt's context switch, the floor of
+                the design), coro-linked (the same with ECHO_LINK=1). Ratios are to uring, so
+                keep it in the list.
   --build DIR   the build directory (default $root/build)
   --help        print this help and exit
 EOF
@@ -66,6 +75,7 @@ while [ $# -gt 0 ]; do
     --conns) conns_list=${2:?}; shift 2 ;;
     --sizes) sizes_list=${2:?}; shift 2 ;;
     --retries) retries=${2:?}; shift 2 ;;
+    --rounds) rounds=${2:?}; shift 2 ;;
     --quiet-wait) quiet_wait=${2:?}; shift 2 ;;
     --servers) servers=${2:?}; shift 2 ;;
     --build) build=${2:?}; shift 2 ;;
@@ -73,7 +83,7 @@ while [ $# -gt 0 ]; do
     *) echo "$0: unknown option '$1'" >&2; usage >&2; exit 2 ;;
     esac
 done
-for v in "$seconds" "$warmup" "$retries" "$quiet_wait" $conns_list $sizes_list; do
+for v in "$seconds" "$warmup" "$retries" "$rounds" "$quiet_wait" $conns_list $sizes_list; do
     case "$v" in ''|*[!0-9]*) echo "$0: '$v' is not a whole number" >&2; exit 2 ;; esac
 done
 
@@ -123,8 +133,9 @@ trap 'stop_server; exit 130' INT TERM
 start_server() {
     local tag=$1 bin=$2 out="$logs/$1.$3.out" err="$logs/$1.$3.err"
     srv_port=""
-    # taskset execs the server: $! is the server's pid.
-    $pin_srv "$bin" --host 127.0.0.1 --port 0 >"$out" 2>"$err" &
+    # taskset execs the server (env execs taskset): $! is the server's pid.
+    # shellcheck disable=SC2086 # the extra arguments and environment are words
+    env ${envs[$tag]:-} $pin_srv "$bin" ${args[$tag]:-} --host 127.0.0.1 --port 0 >"$out" 2>"$err" &
     srv_pid=$!
     srv_port=$(wait_listening "$out" "$srv_pid") && return 0
     echo "warning: $tag did not print 'listening on HOST:PORT' (see $out, $err)" >&2
@@ -159,9 +170,17 @@ declare -A bin=(
     [epoll]="$build/perf/echo_epoll"
     [urt]="$build/examples/echo_server"
     [multishot]="$build/perf/echo_uring_multishot"
+    [urt-separate]="$build/examples/echo_server"
+    [uring-linked]="$build/perf/echo_uring"
+    [coro]="$build/perf/echo_coro"
+    [coro-linked]="$build/perf/echo_coro"
 )
+declare -A args=([urt-separate]="--separate-send")
+declare -A envs=([uring-linked]="ECHO_LINK=1" [coro-linked]="ECHO_LINK=1")
 declare -A name=([uring]="raw liburing" [epoll]="epoll" [urt]="urt echo_server"
-                 [multishot]="raw multishot")
+                 [multishot]="raw multishot" [urt-separate]="urt, send then recv"
+                 [uring-linked]="raw, linked" [coro]="bare coroutines"
+                 [coro-linked]="bare coroutines, linked")
 for s in $servers; do
     [ -n "${bin[$s]:-}" ] || { echo "$0: --servers: unknown server '$s'" >&2; exit 2; }
 done
@@ -169,14 +188,16 @@ done
 echo "echo_bench: servers on CPU 0, echo_load on CPU 1; ${warmup}s warm-up + ${seconds}s window per run"
 echo "            (logs in $logs)"
 rows=()
+meds=()
 notes=()
 [ -x "${bin[urt]}" ] || notes+=("urt: ${bin[urt]} does not exist yet: its rows are skipped")
 
 for conns in $conns_list; do
     for size in $sizes_list; do
+      for round in $(seq "$rounds"); do
         base_rps="" base_cpu=""
         for s in $servers; do
-            tag="$s.c$conns.m$size"
+            tag="$s.c$conns.m$size.r$round"
             if [ ! -x "${bin[$s]}" ]; then
                 rows+=("$s|$conns|$size|skipped|||||||||(not built)")
                 continue
@@ -229,27 +250,58 @@ for conns in $conns_list; do
             r_rps=$(awk -v a="$rps" -v b="$base_rps" 'BEGIN { if (b > 0) printf "%.2f", a / b; else printf "-" }')
             r_cpu=$(awk -v a="$cpu" -v b="$base_cpu" 'BEGIN { if (b > 0 && a >= 0) printf "%.2f", a / b; else printf "-" }')
             rows+=("$s|$conns|$size|$rps|$r_rps|$cpu|$r_cpu|$usr|$util|$p99|$gen|$errs|$note")
-            printf '  %-6s %5s conns x %5s B: %10.0f req/s, %6.2f us CPU/req\n' "$s" "$conns" "$size" "$rps" "$cpu"
-            echo "{\"bench\":\"echo_bench\",\"server\":\"$s\",\"conns\":$conns,\"size\":$size,\"rps\":$rps,\"rps_vs_uring\":\"$r_rps\",\"server_cpu_us_per_req\":$cpu,\"cpu_vs_uring\":\"$r_cpu\",\"server_user_us_per_req\":$usr,\"server_cpu\":$util,\"p99_us\":$p99,\"gen_busy\":$gen,\"gen_saturated\":$sat,\"other_cpu\":$others,\"errors\":$errs}" >>"$logs/results.jsonl"
+            meds+=("$s|$conns|$size|$rps|$r_rps|$cpu|$r_cpu|$usr")
+            printf '  %-12s %5s conns x %5s B: %10.0f req/s, %6.2f us CPU/req (round %d)\n' "$s" "$conns" "$size" "$rps" "$cpu" "$round"
+            echo "{\"bench\":\"echo_bench\",\"server\":\"$s\",\"round\":$round,\"conns\":$conns,\"size\":$size,\"rps\":$rps,\"rps_vs_uring\":\"$r_rps\",\"server_cpu_us_per_req\":$cpu,\"cpu_vs_uring\":\"$r_cpu\",\"server_user_us_per_req\":$usr,\"server_cpu\":$util,\"p99_us\":$p99,\"gen_busy\":$gen,\"gen_saturated\":$sat,\"other_cpu\":$others,\"errors\":$errs}" >>"$logs/results.jsonl"
         done
+      done
     done
 done
 
 echo
-printf '%-16s %6s %6s %10s %7s %9s %7s %7s %6s %9s %6s %6s  %s\n' \
+printf '%-24s %6s %6s %10s %7s %9s %7s %7s %6s %9s %6s %6s  %s\n' \
     server conns size 'req/s' 'xuring' 'CPUus/req' 'xuring' 'user us' 'srvCPU' 'p99 us' 'genCPU' errors note
 for r in "${rows[@]}"; do
     IFS='|' read -r s conns size rps r_rps cpu r_cpu usr util p99 gen errs note <<<"$r"
     if [ "$rps" = skipped ] || [ "$rps" = failed ]; then
-        printf '%-16s %6s %6s %10s %s\n' "${name[$s]}" "$conns" "$size" "$rps" "$note"
+        printf '%-24s %6s %6s %10s %s\n' "${name[$s]}" "$conns" "$size" "$rps" "$note"
         continue
     fi
-    printf '%-16s %6s %6s %10.0f %7s %9.3f %7s %7.3f %5.0f%% %9.1f %5.0f%% %6s  %s\n' \
+    printf '%-24s %6s %6s %10.0f %7s %9.3f %7s %7.3f %5.0f%% %9.1f %5.0f%% %6s  %s\n' \
         "${name[$s]}" "$conns" "$size" "$rps" "$r_rps" "$cpu" "$r_cpu" "$usr" \
         "$(awk -v u="$util" 'BEGIN { print u * 100 }')" "$p99" \
         "$(awk -v u="$gen" 'BEGIN { print u * 100 }')" "$errs" "$note"
 done
 for n in "${notes[@]}"; do echo "note: $n"; done
+if [ "$rounds" -gt 1 ]; then
+    echo
+    echo "Medians over $rounds rounds (ratios: median of each round's ratio to its uring run):"
+    printf '%-24s %6s %6s %10s %7s %9s %7s %7s  %s\n' \
+        server conns size 'req/s' 'xuring' 'CPUus/req' 'xuring' 'user us' 'CPU xuring, all rounds'
+    # One line per server and combination, in the order first seen.
+    printf '%s\n' "${meds[@]}" | awk -F'|' -v names="$(for k in "${!name[@]}"; do printf '%s=%s;' "$k" "${name[$k]}"; done)" '
+        function med(list,   a, n, i, j, t) {
+            n = split(list, a, " ")
+            for (i = 2; i <= n; i++) { t = a[i]; for (j = i - 1; j >= 1 && a[j] + 0 > t + 0; j--) a[j + 1] = a[j]; a[j + 1] = t }
+            return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
+        }
+        BEGIN { n = split(names, kv, ";"); for (i = 1; i <= n; i++) { split(kv[i], p, "="); nm[p[1]] = p[2] } }
+        {
+            k = $1 "|" $2 "|" $3
+            if (!(k in seen)) { seen[k] = 1; order[++cnt] = k }
+            rps[k] = rps[k] " " $4; rr[k] = rr[k] " " $5; cpu[k] = cpu[k] " " $6
+            rc[k] = rc[k] " " $7; usr[k] = usr[k] " " $8
+        }
+        END {
+            for (i = 1; i <= cnt; i++) {
+                k = order[i]; split(k, f, "|")
+                m = split(rc[k], all, " "); s = ""
+                for (j = 1; j <= m; j++) s = s (j > 1 ? " " : "") all[j]
+                printf "%-24s %6s %6s %10.0f %7.2f %9.3f %7.2f %7.3f  %s\n", nm[f[1]], f[2], f[3],
+                       med(rps[k]), med(rr[k]), med(cpu[k]), med(rc[k]), med(usr[k]), s
+            }
+        }'
+fi
 echo "xuring: ratio to the raw liburing server in the same run (req/s: higher is better; CPU/req: lower)."
 echo "user us: the part of CPUus/req spent in user space (the rest is the kernel's)."
 echo "srvCPU: server CPU use in the window (100% = its core saturated); genCPU: echo_load's busy"

@@ -20,9 +20,7 @@
 
 #define RING_ENTRIES 4096
 #define CORO_STACK (64 * 1024)
-#ifndef CORO_BUF
 #define CORO_BUF 4096
-#endif
 
 struct coro {                 /* at the top of its stack */
     void *sp;                 /* saved stack pointer while suspended                           */
@@ -34,6 +32,7 @@ struct coro {                 /* at the top of its stack */
 static struct io_uring ring;
 static int listen_fd;
 static int multishot = 1;
+static int linked;            /* ECHO_LINK=1 */
 static int accept_tag;        /* user_data of the accept: its address                          */
 static void *loop_sp;         /* the loop's saved stack pointer while a coroutine runs         */
 static struct coro *finished; /* a coroutine that ended: its stack is freed by the loop        */
@@ -55,32 +54,42 @@ static int coro_wait(struct coro *self, struct io_uring_sqe *sqe)
     return self->res;
 }
 
-static void serve(void *arg)
+static struct io_uring_sqe *recv_sqe(struct coro *self, char *buf)
 {
-    struct coro *self = arg;
-#ifdef CORO_HEAPBUF
-    char *buf = malloc(CORO_BUF);
-#else
-    char buf[CORO_BUF];
-#endif
-#ifdef CORO_LINK
-    /* Experiment: the echo linked to the next recv, one resume per request. */
+    struct io_uring_sqe *sqe = sqe_get();
+    io_uring_prep_recv(sqe, self->fd, buf, CORO_BUF, 0);
+    return sqe;
+}
+
+/* ECHO_LINK=1: each echo linked to the next recv (as urt_send_recv does), one resume per
+   message. The send's user_data is the coroutine | 1: it completes only when it fails (or comes
+   back short), the kernel then drops the recv, and the loop resumes the coroutine with an error. */
+static void serve_linked(struct coro *self, char *buf)
+{
     int n = 0;
     for (;;) {
         if (n > 0) {
-            struct io_uring_sqe *s = sqe_get();
+            if (io_uring_sq_space_left(&ring) < 2)
+                io_uring_submit(&ring);   /* both in one submission */
+            struct io_uring_sqe *s = io_uring_get_sqe(&ring);
             io_uring_prep_send(s, self->fd, buf, (unsigned)n, MSG_NOSIGNAL | MSG_WAITALL);
             s->flags |= IOSQE_IO_LINK | IOSQE_CQE_SKIP_SUCCESS;
-            io_uring_sqe_set_data(s, NULL);
+            io_uring_sqe_set_data(s, (char *)self + 1);
         }
-        struct io_uring_sqe *sqe = sqe_get();
-        io_uring_prep_recv(sqe, self->fd, buf, CORO_BUF, 0);
-        n = coro_wait(self, sqe);
+        n = coro_wait(self, recv_sqe(self, buf));
         if (n <= 0)
-            break;
+            return;
     }
-    goto done;
-#endif
+}
+
+static void serve(void *arg)
+{
+    struct coro *self = arg;
+    char buf[CORO_BUF];
+    if (linked) {
+        serve_linked(self, buf);
+        goto done;
+    }
     for (;;) {
         struct io_uring_sqe *sqe = sqe_get();
         io_uring_prep_recv(sqe, self->fd, buf, CORO_BUF, 0);
@@ -112,25 +121,9 @@ static void resume(struct coro *c)
     }
 }
 
-#ifdef CORO_THP
-#include <sys/mman.h>
-static char *arena; static size_t arena_used;
-static char *stack_alloc(void)
-{
-    if (!arena) {
-        arena = mmap(NULL, (size_t)2048 * CORO_STACK + (2u << 20), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-        arena = (char *)(((uintptr_t)arena + (2u << 20) - 1) & ~(uintptr_t)((2u << 20) - 1));
-        madvise(arena, (size_t)2048 * CORO_STACK, MADV_HUGEPAGE);
-    }
-    char *s = arena + arena_used; arena_used += CORO_STACK; return s;
-}
-#define free(p) ((void)(p))
-#else
-static char *stack_alloc(void) { return aligned_alloc(4096, CORO_STACK); }
-#endif
 static void spawn(int fd)
 {
-    char *stack = stack_alloc();
+    char *stack = aligned_alloc(4096, CORO_STACK);
     if (!stack) {
         close(fd);
         return;
@@ -187,6 +180,8 @@ int main(int argc, char **argv)
         return 1;
     }
     io_uring_register_ring_fd(&ring);
+    const char *link = getenv("ECHO_LINK");
+    linked = link && *link == '1';
     arm_accept();
     for (;;) {
         r = io_uring_submit_and_wait(&ring, 1);
@@ -198,10 +193,12 @@ int main(int argc, char **argv)
         struct io_uring_cqe *cqe;
         io_uring_for_each_cqe(&ring, head, cqe) {
             void *data = io_uring_cqe_get_data(cqe);
-            if (!data) {
-                /* a linked send that failed: its recv ends -ECANCELED */
-            } else if (data == &accept_tag) {
+            if (data == &accept_tag) {
                 on_accept(cqe->res, cqe->flags);
+            } else if ((uintptr_t)data & 1) {   /* a linked send failed */
+                struct coro *c = (struct coro *)((char *)data - 1);
+                c->res = cqe->res < 0 ? cqe->res : -EPIPE;
+                resume(c);
             } else {
                 struct coro *c = data;
                 c->res = cqe->res;
