@@ -133,10 +133,8 @@ struct urt_stats {
     uint64_t timer_late_max_ns; /* the latest a timer was found expired after its time (how
                                    precise wake-ups are; running the woken tasks comes after)    */
     uint64_t cqes_more;       /* completions of a multishot request (a listener's accept) that said
-                                 more would follow                                                */
-    uint64_t cqes_skipped;    /* SQEs the kernel posts no completion for (of urt_send_recv's send
-                                 and recv, one): once nothing is in flight, cqes_reaped +
-                                 cqes_skipped == sqes_submitted + cqes_more                       */
+                                 more would follow: once nothing is in flight, cqes_reaped ==
+                                 sqes_submitted + cqes_more                                       */
 };
 void urt_stats(struct urt_stats *out);
 
@@ -278,20 +276,19 @@ ssize_t urt_sendmsg(int fd, const struct msghdr *msg, int flags);
  * the next request of a server, the request and the reply of a client. Returns what the recv
  * returns (bytes received, 0 at end of stream) or a negative errno: the send's (-EPIPE,
  * -ECONNRESET...) if it failed, else the recv's; -ECANCELED and -ETIMEDOUT as for the other calls,
- * whichever half was in the kernel; -EBADF when another task's urt_close ended it (-EPIPE if its
- * shutdown cut the send short before the close was done). *sent (sent may be NULL) is how many
- * bytes of out went: out_len once the send is done, so after an error it tells a request that
- * went out from one that did not. flags go to both halves (MSG_NOSIGNAL, MSG_DONTWAIT...; the
- * send adds MSG_WAITALL). out and in may be the same buffer: the recv starts only once the send
- * is done.
+ * whichever half was in the kernel; -EBADF when another task's urt_close ended it. *sent (sent
+ * may be NULL) is how many bytes of out went: out_len once the send is done, so after an error it
+ * tells a request that went out from one that did not. flags go to both halves: MSG_NOSIGNAL
+ * (the send; harmless to the recv), MSG_WAITALL (the send always has it; the recv then waits for
+ * all in_len bytes). MSG_DONTWAIT makes little sense here: the reply is seldom there yet, and
+ * the recv would fail with -EAGAIN. out and in may be the same buffer: the recv starts only once
+ * the send is done.
  *
  * Why it exists: the two go to the kernel as one linked pair (IOSQE_IO_LINK), so the task parks
- * and resumes once instead of twice, and one completion comes back instead of two (the send's is
- * skipped when it succeeds, IOSQE_CQE_SKIP_SUCCESS). For a task per connection that is half of
- * urt's own cost per request (README, "Servers"). The kernel finishes a partial send itself;
- * should the send still come back short (an error after part of it), the rest goes by urt_send
- * calls and the recv by urt_recv, which meet that error or carry on. Kernels before 5.17 (no
- * IORING_FEAT_CQE_SKIP) always take that way.
+ * and resumes once instead of twice: for a task per connection that is half of urt's own cost
+ * per request (README, "Servers"). The kernel finishes a partial send itself; should the send
+ * still come back short (an error after part of it), the rest goes by urt_send calls and the
+ * recv by urt_recv, which meet that error or carry on.
  */
 ssize_t urt_send_recv(int fd, const void *out, size_t out_len, void *in, size_t in_len,
                       int flags, size_t *sent);

@@ -47,7 +47,10 @@ static void describe_wait(const struct urt_task *t, char *buf, size_t len)
     switch (t->wait_kind) {
     case URT__WAIT_IO: {
         const struct urt__op *op = t->wait;
-        snprintf(buf, len, "%s(fd %d)%s", op_name(op->opcode), op->fd,
+        /* urt_send_recv: which half is in the kernel (2: the send, with the recv behind it) */
+        const char *name = op->halves == 2 ? "send_recv, sending"
+                         : op->halves == 1 ? "send_recv, receiving" : op_name(op->opcode);
+        snprintf(buf, len, "%s(fd %d)%s", name, op->fd,
                  (t->flags & URT__KILL_SENT) ? " cancelling" : "");
         return;
     }

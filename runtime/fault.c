@@ -26,12 +26,6 @@ void urt__fault_init(void)
         enabled[i] = strchr(sites, letters[i]) != NULL;
 }
 
-unsigned urt__fault_features(unsigned features)
-{
-    const char *mask = getenv("URT_FAULT_NO_FEATURES");
-    return mask ? features & ~(unsigned)strtoul(mask, NULL, 16) : features;
-}
-
 bool urt__fault(enum urt__fault_site site)
 {
     if (!per_million || !enabled[site])

@@ -7,8 +7,6 @@
  *   s  stack grants fail (spawn: ENOMEM)           a  the runtime's own allocations fail
  *   b  io_uring_enter returns -EBUSY               g  io_uring_enter returns -EAGAIN
  *   i  io_uring_enter returns -EINTR               q  the SQ looks full (a flush is forced)
- * and URT_FAULT_NO_FEATURES=HEX makes the ring's IORING_FEAT_* bits in HEX look absent, for the
- * ways taken on older kernels (e.g. 800: no IORING_FEAT_CQE_SKIP).
  * In ordinary builds every site compiles to "no fault".
  */
 #ifndef URT_FAULT_H
@@ -29,11 +27,9 @@ enum urt__fault_site {
 #ifdef URT_FAULT_INJECTION
 void urt__fault_init(void);
 bool urt__fault(enum urt__fault_site site);
-unsigned urt__fault_features(unsigned features);
 #else
 static inline void urt__fault_init(void) {}
 static inline bool urt__fault(enum urt__fault_site site) { (void)site; return false; }
-static inline unsigned urt__fault_features(unsigned features) { return features; }
 #endif
 
 /* The runtime's own allocations, failing on demand under fault injection. */

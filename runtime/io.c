@@ -42,11 +42,13 @@ static struct io_uring_sqe *op_begin(struct urt__op *op, int *err)
     }
     op->task = self;
     op->done = 0;
-    op->linked = 0;
+    op->halves = 0;
     struct io_uring_sqe *sqe = urt__sqe(rt);
     io_uring_sqe_set_data(sqe, op);
     return sqe;
 }
+
+static int op_result(struct urt_task *self, int res);
 
 /* Parks until op's completion; maps a cancellation to the reason for it. */
 static int op_wait(struct urt__op *op)
@@ -62,7 +64,12 @@ static int op_wait(struct urt__op *op)
     self->wait = NULL;
     /* The deadline's timer is left armed for the next call. Should it fire while this task is
        not waiting, nothing happens but its removal: the next call finds the deadline passed. */
-    int res = op->result;
+    return op_result(self, op->result);
+}
+
+/* A completion's result as the caller sees it: a cancellation becomes its reason. */
+static int op_result(struct urt_task *self, int res)
+{
     if (unlikely(res == -ECANCELED || res == -EINTR)) {
         if (self->flags & URT__CANCELLED)
             return -ECANCELED;
@@ -157,14 +164,16 @@ ssize_t urt_send(int fd, const void *buf, size_t len, int flags)
 /*
  * The send and the recv as one linked pair in one submission: the kernel starts the recv when the
  * send is done, and the task parks once and resumes once instead of twice. The send carries
- * MSG_WAITALL (the kernel itself retries a partial send on a stream socket, so the recv never
- * starts while bytes of the send are left) and IOSQE_CQE_SKIP_SUCCESS: one completion comes
- * back, the recv's, or the send's when it fails, in which case the kernel also drops the recv
- * without a completion (the failed request's skip flag carries over to its links). So the pair
- * is one operation for the accounting (ops_inflight), and the recv's share is cqes_skipped.
- * A cancel must reach whichever half is in the kernel: urt__interrupt sends one for each.
- * Kernels without IORING_FEAT_CQE_SKIP (before 5.17) get the two calls one after the other.
+ * MSG_WAITALL: the kernel itself retries a partial send on a stream socket, and a send that still
+ * comes back short (an error after part of it) fails the link, so the recv never starts while
+ * bytes of the send are left; it then completes with -ECANCELED. Both halves post a completion
+ * (op->halves counts them; the task is woken by the last), whatever happens: also should the
+ * kernel, short of memory, submit the two apart. (Skipping the send's completion on success,
+ * IOSQE_CQE_SKIP_SUCCESS, would save one completion per exchange, but then a split pair would
+ * post one completion too many, into a stack frame long gone.)
+ * A cancel must reach whichever half is in the kernel: see urt__interrupt and the reap.
  */
+
 /* urt_send_recv one call after the other, from byte off of out on. */
 static ssize_t send_rest_then_recv(int fd, const void *out, size_t off, size_t out_len, void *in,
                                    size_t in_len, int flags, size_t *sent)
@@ -181,6 +190,17 @@ static ssize_t send_rest_then_recv(int fd, const void *out, size_t off, size_t o
     return urt_recv(fd, in, in_len, flags);
 }
 
+/* Whether urt_close(fd) was called since the runtime's close count was `since`. */
+static bool closed_since(struct urt_runtime *rt, int fd, uint64_t since)
+{
+    if (rt->closes - since > sizeof rt->closed_fds / sizeof rt->closed_fds[0])
+        return fcntl(fd, F_GETFD) < 0;   /* too many to tell: ask whether it is still open */
+    for (uint64_t n = since + 1; n <= rt->closes; n++)
+        if (rt->closed_fds[n % (sizeof rt->closed_fds / sizeof rt->closed_fds[0])] == fd)
+            return true;
+    return false;
+}
+
 ssize_t urt_send_recv(int fd, const void *out, size_t out_len, void *in, size_t in_len, int flags,
                       size_t *sent)
 {
@@ -189,8 +209,7 @@ ssize_t urt_send_recv(int fd, const void *out, size_t out_len, void *in, size_t 
     if (!sent)
         sent = &ignored;
     *sent = 0;
-    if (unlikely(!rt || !(rt->ring_features & IORING_FEAT_CQE_SKIP) || out_len == 0 ||
-                 out_len > MAX_RW))
+    if (unlikely(!rt || out_len == 0 || out_len > MAX_RW))
         return send_rest_then_recv(fd, out, 0, out_len, in, in_len, flags, sent);
     /* Both halves in one submission: a flush between them would cut the link. */
     urt__sq_room(rt, rt->sq_reserve + 2);
@@ -201,35 +220,43 @@ ssize_t urt_send_recv(int fd, const void *out, size_t out_len, void *in, size_t 
         return err;
     io_uring_prep_send(sqe, fd, out, (unsigned)out_len, flags | MSG_WAITALL);
     io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)&op | URT__UDATA_LINKED);
-    sqe->flags |= IOSQE_IO_LINK | IOSQE_CQE_SKIP_SUCCESS;
-    sqe = io_uring_get_sqe(&rt->ring);   /* the room was made above; not counted in flight */
+    sqe->flags |= IOSQE_IO_LINK;
+    sqe = io_uring_get_sqe(&rt->ring);   /* the room was made above */
+    rt->st.ops_inflight++;
     io_uring_prep_recv(sqe, fd, in, rw_len(in_len), flags);
     io_uring_sqe_set_data(sqe, &op);
-    rt->st.cqes_skipped++;
     uint64_t closes = rt->closes;
     op.opcode = IORING_OP_RECV;
     op.fd = fd;
-    op.linked = 1;
-    int res = op_wait(&op);
-    if (likely(op.linked != URT__LINKED_SEND_ENDED)) {
-        *sent = out_len;   /* the recv's completion: the send was done */
+    op.halves = 2;
+    op.send_result = 0;
+    int res = op_wait(&op);   /* the recv's result, mapped */
+    int sres = op.send_result;
+    if (likely(sres == (int)out_len)) {
+        *sent = out_len;
         if (res > 0)
             DEFINED(in, (size_t)res);
         return res;
     }
-    if (res < 0)
-        return res;        /* the send failed before any of it went */
+    /* The send failed (the recv then says -ECANCELED, which means nothing here). */
+    struct urt_task *self = op.task;
+    if (sres < 0)
+        return op_result(self, sres);
     /*
-     * A short send: the kernel hit an error after part of it (a failing connection, a failed
-     * allocation) and reports the part. The caller asked for all of it: go on with the rest,
-     * as a send loop would, and meet the error itself (or not, if it was passing). Not when
-     * a urt_close came meanwhile, which may have been this fd's (its cancel cuts a send short
-     * too): its number may be anyone's by now. (A cancel or the deadline ends the next call.)
+     * A short send: the kernel hit an error after part of it (a failing connection, a cancel, a
+     * failed allocation) and reports the part. The caller asked for all of it: go on with the
+     * rest, as a send loop would, and meet the error itself (or not, if it was passing) - unless
+     * this task was cancelled or timed out, or urt_close(fd) came meanwhile, whose cancel cuts a
+     * send short too (the fd number may be anyone's by now).
      */
-    *sent = (size_t)res;
-    if (rt->closes != closes)
-        return fcntl(fd, F_GETFD) < 0 ? -EBADF : -EPIPE;
-    return send_rest_then_recv(fd, out, (size_t)res, out_len, in, in_len, flags, sent);
+    *sent = (size_t)sres;
+    if (self->flags & URT__CANCELLED)
+        return -ECANCELED;
+    if (self->flags & URT__TIMED_OUT)
+        return -ETIMEDOUT;
+    if (rt->closes != closes && closed_since(rt, fd, closes))
+        return -EBADF;
+    return send_rest_then_recv(fd, out, (size_t)sres, out_len, in, in_len, flags, sent);
 }
 
 ssize_t urt_recvmsg(int fd, struct msghdr *msg, int flags)
@@ -324,6 +351,7 @@ int urt_close(int fd)
     if (fd < 0)
         return -EBADF;
     rt->closes++;
+    rt->closed_fds[rt->closes % (sizeof rt->closed_fds / sizeof rt->closed_fds[0])] = fd;
     if (unlikely(rt->listeners != NULL))
         urt__listeners_fd_closed(rt, fd);   /* never to arm on this fd number again */
     /*

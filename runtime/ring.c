@@ -33,7 +33,6 @@ int urt__ring_init(struct urt_runtime *rt, unsigned entries, bool quiet)
         ret = io_uring_queue_init_params(entries, &rt->ring, &p);
         if (ret == 0) {
             rt->ring_flags = tries[i];
-            rt->ring_features = urt__fault_features(p.features);
             if (!(p.features & IORING_FEAT_NODROP) || !(p.features & IORING_FEAT_EXT_ARG)) {
                 /* Pre-5.11 kernels: waits with a timeout would need an extra SQE; not worth it. */
                 io_uring_queue_exit(&rt->ring);
@@ -64,6 +63,34 @@ void urt__ring_exit(struct urt_runtime *rt)
     io_uring_queue_exit(&rt->ring);
 }
 
+/*
+ * urt_send_recv's send completed while a cancel was on its way (urt__interrupt). That cancel may
+ * have found neither half: the send already done, and the recv not yet queued behind it, which
+ * the kernel does only at the end of the batch that completed the send (or, in a worker thread,
+ * right after the send). Now the recv is there to be found: cancel it again, once the reap is
+ * over (no SQE may be queued while reaping).
+ */
+static void send_done_under_cancel(struct urt_runtime *rt, struct urt_task *t)
+{
+    t->recancel_next = rt->recancel;
+    rt->recancel = t;
+}
+
+static void recancel_flush(struct urt_runtime *rt)
+{
+    while (rt->recancel) {
+        struct urt_task *t = rt->recancel;
+        rt->recancel = t->recancel_next;
+        t->recancel_next = NULL;
+        struct urt__op *op = t->wait;
+        if (t->state != URT__PARKED || t->wait_kind != URT__WAIT_IO || !op || op->done)
+            continue;
+        struct io_uring_sqe *sqe = urt__sqe_cancel(rt);
+        io_uring_prep_cancel64(sqe, (uint64_t)(uintptr_t)op, 0);
+        io_uring_sqe_set_data64(sqe, URT__UDATA_IGNORE);
+    }
+}
+
 static void reap(struct urt_runtime *rt)
 {
     struct io_uring_cqe *cqe;
@@ -82,11 +109,20 @@ static void reap(struct urt_runtime *rt)
             continue;
         }
         struct urt__op *op = (struct urt__op *)(uintptr_t)(cqe->user_data & ~URT__UDATA_LINKED);
-        if (unlikely(cqe->user_data & URT__UDATA_LINKED))
-            /* urt_send_recv's send failed or went short: the kernel drops the recv linked to it
-               without a completion, so this one ends the operation. */
-            op->linked = URT__LINKED_SEND_ENDED;
-        op->result = cqe->res;
+        if (unlikely(op->halves != 0)) {
+            /* urt_send_recv: the send's completion or the recv's, in either order. */
+            if (cqe->user_data & URT__UDATA_LINKED) {
+                op->send_result = cqe->res;
+                if (op->halves == 2 && cqe->res >= 0 && (op->task->flags & URT__KILL_SENT))
+                    send_done_under_cancel(rt, op->task);
+            } else {
+                op->result = cqe->res;
+            }
+            if (--op->halves != 0)
+                continue;
+        } else {
+            op->result = cqe->res;
+        }
         op->done = 1;
         struct urt_task *t = op->task;
         if (t->state == URT__PARKED && t->wait == op) {
@@ -135,6 +171,8 @@ void urt__ring_poll(struct urt_runtime *rt, bool wait, uint64_t timeout_ns)
 {
     enter(rt, wait, timeout_ns);
     reap(rt);
+    if (unlikely(rt->recancel != NULL))
+        recancel_flush(rt);
     if (unlikely(rt->blocking != NULL))
         urt__blocking_rearm(rt);   /* completion handlers may not queue SQEs while reaping */
 }

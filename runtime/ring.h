@@ -6,8 +6,7 @@
 
 /* user_data of requests whose completion nobody waits for (async cancels). */
 #define URT__UDATA_IGNORE 0ull
-/* user_data of the send that urt_send_recv links before its recv: the op's address | this. The
-   send skips its completion when it succeeds, so a completion with this tag means it failed. */
+/* user_data of the send that urt_send_recv links before its recv: the op's address | this. */
 #define URT__UDATA_LINKED 2ull
 
 int  urt__ring_init(struct urt_runtime *rt, unsigned entries, bool quiet);

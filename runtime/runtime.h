@@ -78,6 +78,7 @@ struct urt_task {
     struct urt_group    *group;       /* owning group, with URT__IN_GROUP                      */
     struct urt_task     *all_prev, *all_next;   /* every live task, for shutdown and dumps     */
     struct urt_task     *group_prev, *group_next;
+    struct urt_task     *recancel_next;  /* in rt->recancel                                  */
     void                *asan_fake_stack;
     char                 name[32];
 };
@@ -89,9 +90,10 @@ struct urt__op {
     uint32_t         done;
     int32_t          fd;       /* for urt_dump */
     uint8_t          opcode;
-    uint8_t          linked;   /* urt_send_recv: a send (user_data op | URT__UDATA_LINKED) leads */
+    uint8_t          halves;   /* urt_send_recv: completions still to come (2, then 1, then 0);
+                                  0 for every other operation                                 */
+    int32_t          send_result;  /* urt_send_recv: the send's (user_data op | URT__UDATA_LINKED) */
 };
-#define URT__LINKED_SEND_ENDED 2   /* op->linked: the completion was the send's, not the recv's */
 
 /* A request the runtime itself owns: user_data is its address | URT__UDATA_INTERNAL, and its
    completion calls fn instead of waking a task. */
@@ -132,8 +134,10 @@ struct urt_runtime {
     struct io_uring         ring;
     unsigned                ring_flags;        /* IORING_SETUP_* it runs with                  */
     unsigned                sq_reserve;        /* SQ slots kept free for cancel requests      */
-    unsigned                ring_features;     /* IORING_FEAT_* the kernel reported            */
-    uint64_t                closes;            /* urt_close calls so far (urt_send_recv)       */
+    uint64_t                closes;            /* urt_close calls so far, and the last fds:    */
+    int                     closed_fds[16];    /* closed_fds[n % 16] is the n-th close's fd    */
+    struct urt_task        *recancel;          /* tasks whose send_recv needs its recv cancelled
+                                                  (after the reap), through recancel_next      */
     struct urt_task        *current;           /* NULL while the scheduler runs                */
     void                   *sched_sp;          /* the scheduler's context (urt_run's stack)    */
     struct urt_task        *runq_head, *runq_tail;

@@ -29,7 +29,6 @@ struct world {
     int      bad;          /* broken promises seen inside tasks */
     int      pipe_ok, pipe_failed;
     int      spawn_enomem;
-    int      exchanged;    /* urt_send_recv calls answered */
     uint64_t seed;
 };
 
@@ -192,7 +191,6 @@ static void run_exchange(void)
                 bad("urt_send_recv reply byte", (long)in[i]);
                 break;
             }
-        W.exchanged++;
     }
     urt_close(sv[0]);
     urt_join(peer);
@@ -390,7 +388,7 @@ static void run_seeds(const char *sites, unsigned per_million, int seeds)
         EXPECT_EQ(W.bad, 0);
         EXPECT_EQ(st.ops_inflight, 0);
         EXPECT_EQ(st.tasks_live, 0);
-        EXPECT_EQ(st.cqes_reaped + st.cqes_skipped, st.sqes_submitted + st.cqes_more);
+        EXPECT_EQ(st.cqes_reaped, st.sqes_submitted + st.cqes_more);
         EXPECT_EQ(ut_count_fds(), fds);
         if (W.bad || ut_count_fds() != fds)
             fprintf(stderr, "  replay: URT_FAULTS=%s\n", spec);
@@ -416,32 +414,6 @@ UT_TEST_T(short_submission_queue, 120)
     run_seeds("q", 300000, 150);
 }
 
-/* A kernel before 5.17 (no IORING_FEAT_CQE_SKIP): urt_send_recv as a send, then a recv. */
-static int exchange_main(void *arg)
-{
-    (void)arg;
-    for (int i = 0; i < 3; i++)
-        run_exchange();
-    return 0;
-}
-
-UT_TEST(send_recv_without_cqe_skip)
-{
-    setenv("URT_FAULT_NO_FEATURES", "800", 1);
-    unsetenv("URT_FAULTS");
-    memset(&W, 0, sizeof W);
-    int fds = ut_count_fds();
-    assert_int_equal(urt_run(exchange_main, NULL, NULL), 0);
-    unsetenv("URT_FAULT_NO_FEATURES");
-    assert_int_equal(W.bad, 0);
-    assert_int_equal(W.exchanged, 3 * 40);
-    struct urt_stats st;
-    urt_stats(&st);
-    assert_int_equal(st.cqes_skipped, 0);   /* no linked pair went to the kernel */
-    assert_int_equal(st.cqes_reaped, st.sqes_submitted + st.cqes_more);
-    assert_int_equal(ut_count_fds(), fds);
-}
-
 UT_TEST_T(everything_at_once, 120)
 {
     run_seeds("sabgiq", 30000, 200);
@@ -454,7 +426,6 @@ int main(void)
         cmocka_unit_test(enter_busy_again_intr),
         cmocka_unit_test(short_submission_queue),
         cmocka_unit_test(everything_at_once),
-        cmocka_unit_test(send_recv_without_cqe_skip),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
