@@ -276,13 +276,15 @@ ssize_t urt_sendmsg(int fd, const struct msghdr *msg, int flags);
  * the next request of a server, the request and the reply of a client. Returns what the recv
  * returns (bytes received, 0 at end of stream) or a negative errno: the send's (-EPIPE,
  * -ECONNRESET...) if it failed, else the recv's; -ECANCELED and -ETIMEDOUT as for the other calls,
- * whichever half was in the kernel; -EBADF when another task's urt_close ended it. *sent (sent
+ * whichever half was in the kernel; -EBADF when another task's urt_close ended it (or 0, end of
+ * stream, when that close reached the kernel in the same batch as the pair). *sent (sent
  * may be NULL) is how many bytes of out went: out_len once the send is done, so after an error it
  * tells a request that went out from one that did not. flags go to both halves: MSG_NOSIGNAL
  * (the send; harmless to the recv), MSG_WAITALL (the send always has it; the recv then waits for
  * all in_len bytes). MSG_DONTWAIT makes little sense here: the reply is seldom there yet, and
  * the recv would fail with -EAGAIN. out and in may be the same buffer: the recv starts only once
- * the send is done.
+ * the send is done. (One exception: a kernel out of memory at the very moment may submit the
+ * two apart; the recv may then run during the send.)
  *
  * Why it exists: the two go to the kernel as one linked pair (IOSQE_IO_LINK), so the task parks
  * and resumes once instead of twice: for a task per connection that is half of urt's own cost

@@ -8,7 +8,9 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
+#include <string.h>
 
+#include "fault.h"
 #include "runtime.h"
 #include "ring.h"
 #include "timer.h"
@@ -190,15 +192,28 @@ static ssize_t send_rest_then_recv(int fd, const void *out, size_t off, size_t o
     return urt_recv(fd, in, in_len, flags);
 }
 
-/* Whether urt_close(fd) was called since the runtime's close count was `since`. */
-static bool closed_since(struct urt_runtime *rt, int fd, uint64_t since)
+/* How many times urt_close(fd) was called in this runtime (for urt_send_recv). */
+static uint32_t fd_closes(const struct urt_runtime *rt, int fd)
 {
-    if (rt->closes - since > sizeof rt->closed_fds / sizeof rt->closed_fds[0])
-        return fcntl(fd, F_GETFD) < 0;   /* too many to tell: ask whether it is still open */
-    for (uint64_t n = since + 1; n <= rt->closes; n++)
-        if (rt->closed_fds[n % (sizeof rt->closed_fds / sizeof rt->closed_fds[0])] == fd)
-            return true;
-    return false;
+    return (size_t)fd < rt->fd_closes_len ? rt->fd_closes[fd] : 0;
+}
+
+static void count_close(struct urt_runtime *rt, int fd)
+{
+    if ((size_t)fd >= rt->fd_closes_len) {
+        size_t len = rt->fd_closes_len ? rt->fd_closes_len : 64;
+        while (len <= (size_t)fd)
+            len *= 2;
+        uint32_t *a = urt__realloc(rt->fd_closes, len * sizeof *a);
+        if (!a) {
+            rt->fd_closes_lost = true;
+            return;
+        }
+        memset(a + rt->fd_closes_len, 0, (len - rt->fd_closes_len) * sizeof *a);
+        rt->fd_closes = a;
+        rt->fd_closes_len = len;
+    }
+    rt->fd_closes[fd]++;
 }
 
 ssize_t urt_send_recv(int fd, const void *out, size_t out_len, void *in, size_t in_len, int flags,
@@ -225,12 +240,21 @@ ssize_t urt_send_recv(int fd, const void *out, size_t out_len, void *in, size_t 
     rt->st.ops_inflight++;
     io_uring_prep_recv(sqe, fd, in, rw_len(in_len), flags);
     io_uring_sqe_set_data(sqe, &op);
-    uint64_t closes = rt->closes;
+    uint32_t closes = fd_closes(rt, fd);
     op.opcode = IORING_OP_RECV;
     op.fd = fd;
     op.halves = 2;
     op.send_result = 0;
-    int res = op_wait(&op);   /* the recv's result, mapped */
+    /* As op_wait, and also until no cancel of the pair's is in flight (they report to the task). */
+    struct urt_task *self = op.task;
+    self->flags &= ~(URT__TIMED_OUT | URT__KILL_SENT);
+    self->wait_kind = URT__WAIT_IO;
+    self->wait = &op;
+    while (!op.done || self->pair_cancels)
+        urt__park(rt);
+    self->wait_kind = URT__WAIT_NONE;
+    self->wait = NULL;
+    int res = op_result(self, op.result);   /* the recv's */
     int sres = op.send_result;
     if (likely(sres == (int)out_len)) {
         *sent = out_len;
@@ -238,8 +262,10 @@ ssize_t urt_send_recv(int fd, const void *out, size_t out_len, void *in, size_t 
             DEFINED(in, (size_t)res);
         return res;
     }
-    /* The send failed (the recv then says -ECANCELED, which means nothing here). */
-    struct urt_task *self = op.task;
+    /* The send failed (the recv then says -ECANCELED, which means nothing here), or the kernel
+       refused the recv as it was submitted (its own error; the send then says -ECANCELED). */
+    if (sres == -ECANCELED && op.result < 0 && op.result != -ECANCELED)
+        return op.result;
     if (sres < 0)
         return op_result(self, sres);
     /*
@@ -254,7 +280,7 @@ ssize_t urt_send_recv(int fd, const void *out, size_t out_len, void *in, size_t 
         return -ECANCELED;
     if (self->flags & URT__TIMED_OUT)
         return -ETIMEDOUT;
-    if (rt->closes != closes && closed_since(rt, fd, closes))
+    if (fd_closes(rt, fd) != closes || (rt->fd_closes_lost && fcntl(fd, F_GETFD) < 0))
         return -EBADF;
     return send_rest_then_recv(fd, out, (size_t)sres, out_len, in, in_len, flags, sent);
 }
@@ -350,8 +376,7 @@ int urt_close(int fd)
         return -EPERM;
     if (fd < 0)
         return -EBADF;
-    rt->closes++;
-    rt->closed_fds[rt->closes % (sizeof rt->closed_fds / sizeof rt->closed_fds[0])] = fd;
+    count_close(rt, fd);
     if (unlikely(rt->listeners != NULL))
         urt__listeners_fd_closed(rt, fd);   /* never to arm on this fd number again */
     /*

@@ -5,6 +5,7 @@
  * queue SQEs. A full SQ is flushed at once (the kernel takes every SQE of a non-SQPOLL ring in the
  * enter), so an operation never fails for want of a slot.
  */
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -64,16 +65,52 @@ void urt__ring_exit(struct urt_runtime *rt)
 }
 
 /*
- * urt_send_recv's send completed while a cancel was on its way (urt__interrupt). That cancel may
- * have found neither half: the send already done, and the recv not yet queued behind it, which
- * the kernel does only at the end of the batch that completed the send (or, in a worker thread,
- * right after the send). Now the recv is there to be found: cancel it again, once the reap is
- * over (no SQE may be queued while reaping).
+ * urt_send_recv's cancels. The half in flight is not always one a cancel can find: the kernel
+ * queues the linked recv only once the send's completion is flushed (at the end of the batch, or
+ * as task work run after the next submission), or a worker thread runs it right after the send.
+ * So each round of cancels reports to the task (pair_cancel_done), a round in which none found
+ * anything is sent again after the reap (no SQE may be queued while reaping), and so is one whose
+ * send completed anyway (a send a worker finished despite the cancel).
  */
-static void send_done_under_cancel(struct urt_runtime *rt, struct urt_task *t)
+static void recancel_push(struct urt_runtime *rt, struct urt_task *t)
 {
+    if (t->on_recancel)
+        return;
+    t->on_recancel = 1;
     t->recancel_next = rt->recancel;
     rt->recancel = t;
+}
+
+static void pair_cancel_done(struct urt_runtime *rt, struct urt__iop *iop, int res, unsigned flags)
+{
+    (void)flags;
+    struct urt_task *t = (struct urt_task *)((char *)iop - offsetof(struct urt_task, pair_cancel));
+    if (res != -ENOENT)
+        t->pair_cancel_hit = 1;
+    if (--t->pair_cancels != 0)
+        return;
+    /* The task is still in urt_send_recv: it leaves only once no cancel of its is in flight. */
+    struct urt__op *op = t->wait;
+    if (op->halves != 0 && !t->pair_cancel_hit)
+        recancel_push(rt, t);
+    else if (op->done && t->state == URT__PARKED)
+        urt__ready(rt, t);
+}
+
+void urt__pair_cancel(struct urt_runtime *rt, struct urt_task *t)
+{
+    struct urt__op *op = t->wait;
+    t->pair_cancel.fn = pair_cancel_done;
+    t->pair_cancel_hit = 0;
+    t->pair_cancels += 2;
+    uint64_t ud = (uint64_t)(uintptr_t)&t->pair_cancel | URT__UDATA_INTERNAL;
+    /* The send first: cancelling it fails the recv behind it too. */
+    struct io_uring_sqe *sqe = urt__sqe_cancel(rt);
+    io_uring_prep_cancel64(sqe, (uint64_t)(uintptr_t)op | URT__UDATA_LINKED, 0);
+    io_uring_sqe_set_data64(sqe, ud);
+    sqe = urt__sqe_cancel(rt);
+    io_uring_prep_cancel64(sqe, (uint64_t)(uintptr_t)op, 0);
+    io_uring_sqe_set_data64(sqe, ud);
 }
 
 static void recancel_flush(struct urt_runtime *rt)
@@ -82,12 +119,10 @@ static void recancel_flush(struct urt_runtime *rt)
         struct urt_task *t = rt->recancel;
         rt->recancel = t->recancel_next;
         t->recancel_next = NULL;
+        t->on_recancel = 0;
         struct urt__op *op = t->wait;
-        if (t->state != URT__PARKED || t->wait_kind != URT__WAIT_IO || !op || op->done)
-            continue;
-        struct io_uring_sqe *sqe = urt__sqe_cancel(rt);
-        io_uring_prep_cancel64(sqe, (uint64_t)(uintptr_t)op, 0);
-        io_uring_sqe_set_data64(sqe, URT__UDATA_IGNORE);
+        if (t->state == URT__PARKED && t->wait_kind == URT__WAIT_IO && op && op->halves != 0)
+            urt__pair_cancel(rt, t);
     }
 }
 
@@ -114,7 +149,7 @@ static void reap(struct urt_runtime *rt)
             if (cqe->user_data & URT__UDATA_LINKED) {
                 op->send_result = cqe->res;
                 if (op->halves == 2 && cqe->res >= 0 && (op->task->flags & URT__KILL_SENT))
-                    send_done_under_cancel(rt, op->task);
+                    recancel_push(rt, op->task);   /* completed despite a cancel */
             } else {
                 op->result = cqe->res;
             }

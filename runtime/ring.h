@@ -21,6 +21,9 @@ struct io_uring_sqe *urt__sqe(struct urt_runtime *rt);
 /* The same for a cancel request: may use the reserved slots, so it always finds room. */
 struct io_uring_sqe *urt__sqe_cancel(struct urt_runtime *rt);
 
+/* Cancels both halves of the urt_send_recv t waits in (see ring.c). */
+void urt__pair_cancel(struct urt_runtime *rt, struct urt_task *t);
+
 /* Flushes until n SQEs in a row are free: for a chain of linked requests. */
 void urt__sq_room(struct urt_runtime *rt, unsigned n);
 

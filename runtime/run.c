@@ -74,6 +74,7 @@ int urt_run(urt_fn main_fn, void *arg, const struct urt_config *cfg)
     rt->st.stacks_mapped = rt->stacks.mapped;
     urt__stack_pool_destroy(&rt->stacks);
     urt__timer_heap_free(&rt->timers);
+    free(rt->fd_closes);
     urt__ring_exit(rt);
     urt__overflow_exit(rt);
     last_stats = rt->st;

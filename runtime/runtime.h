@@ -48,6 +48,13 @@ struct urt_group;
 struct urt_runtime;
 struct urt__blocking;
 
+/* A request the runtime itself owns: user_data is its address | URT__UDATA_INTERNAL, and its
+   completion calls fn instead of waking a task. */
+struct urt__iop {
+    void (*fn)(struct urt_runtime *rt, struct urt__iop *iop, int res, unsigned cqe_flags);
+};
+#define URT__UDATA_INTERNAL 1ull
+
 /*
  * A task. It lives at the top of its own stack mapping, so that an idle task costs its touched
  * stack pages and nothing else, and spawning needs no allocation beyond the stack.
@@ -78,7 +85,14 @@ struct urt_task {
     struct urt_group    *group;       /* owning group, with URT__IN_GROUP                      */
     struct urt_task     *all_prev, *all_next;   /* every live task, for shutdown and dumps     */
     struct urt_task     *group_prev, *group_next;
-    struct urt_task     *recancel_next;  /* in rt->recancel                                  */
+    /* urt_send_recv's cancels: their completions come to pair_cancel (internal), so that a
+       round in which every cancel missed (the half in flight not yet cancelable) is sent again;
+       the call returns only once none is in flight. */
+    struct urt__iop      pair_cancel;
+    uint8_t              pair_cancels;    /* in flight                                       */
+    uint8_t              pair_cancel_hit; /* one of them found its request                   */
+    uint8_t              on_recancel;     /* in rt->recancel                                 */
+    struct urt_task     *recancel_next;
     void                *asan_fake_stack;
     char                 name[32];
 };
@@ -95,12 +109,6 @@ struct urt__op {
     int32_t          send_result;  /* urt_send_recv: the send's (user_data op | URT__UDATA_LINKED) */
 };
 
-/* A request the runtime itself owns: user_data is its address | URT__UDATA_INTERNAL, and its
-   completion calls fn instead of waking a task. */
-struct urt__iop {
-    void (*fn)(struct urt_runtime *rt, struct urt__iop *iop, int res, unsigned cqe_flags);
-};
-#define URT__UDATA_INTERNAL 1ull
 
 /* A parked task in a waiter queue (join, channel, group). Lives on the waiting task's stack. */
 struct urt__waiter {
@@ -134,10 +142,11 @@ struct urt_runtime {
     struct io_uring         ring;
     unsigned                ring_flags;        /* IORING_SETUP_* it runs with                  */
     unsigned                sq_reserve;        /* SQ slots kept free for cancel requests      */
-    uint64_t                closes;            /* urt_close calls so far, and the last fds:    */
-    int                     closed_fds[16];    /* closed_fds[n % 16] is the n-th close's fd    */
-    struct urt_task        *recancel;          /* tasks whose send_recv needs its recv cancelled
-                                                  (after the reap), through recancel_next      */
+    uint32_t               *fd_closes;         /* urt_close calls per fd number (urt_send_recv) */
+    size_t                  fd_closes_len;
+    bool                    fd_closes_lost;    /* a count could not grow: counts are unsure    */
+    struct urt_task        *recancel;          /* tasks whose send_recv needs its cancels sent
+                                                  again (after the reap), via recancel_next    */
     struct urt_task        *current;           /* NULL while the scheduler runs                */
     void                   *sched_sp;          /* the scheduler's context (urt_run's stack)    */
     struct urt_task        *runq_head, *runq_tail;

@@ -231,16 +231,11 @@ void urt__interrupt(struct urt_runtime *rt, struct urt_task *t)
         if (op->done || (t->flags & URT__KILL_SENT))
             return;
         t->flags |= URT__KILL_SENT;
-        struct io_uring_sqe *sqe;
-        if (op->halves == 2) {
-            /* urt_send_recv with its send not done: that may be the half in the kernel (a full
-               socket buffer); cancelling it fails the recv behind it too. If the send completes
-               instead, the reap cancels the recv again (send_done_under_cancel). */
-            sqe = urt__sqe_cancel(rt);
-            io_uring_prep_cancel64(sqe, (uint64_t)(uintptr_t)op | URT__UDATA_LINKED, 0);
-            io_uring_sqe_set_data64(sqe, URT__UDATA_IGNORE);
+        if (op->halves != 0) {
+            urt__pair_cancel(rt, t);   /* urt_send_recv: either half may be in the kernel */
+            return;
         }
-        sqe = urt__sqe_cancel(rt);
+        struct io_uring_sqe *sqe = urt__sqe_cancel(rt);
         io_uring_prep_cancel64(sqe, (uint64_t)(uintptr_t)op, 0);
         io_uring_sqe_set_data64(sqe, URT__UDATA_IGNORE);
         return;
