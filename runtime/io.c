@@ -250,8 +250,8 @@ ssize_t urt_send_recv(int fd, const void *out, size_t out_len, void *in, size_t 
     self->flags &= ~(URT__TIMED_OUT | URT__KILL_SENT);
     self->wait_kind = URT__WAIT_IO;
     self->wait = &op;
-    while (!op.done || self->pair_cancels)
-        urt__park(rt);
+    while (!op.done || ((self->flags & URT__KILL_SENT) && self->pair_cancels))
+        urt__park(rt);   /* (pair_cancels, in a colder line, can be nonzero only after a cancel) */
     self->wait_kind = URT__WAIT_NONE;
     self->wait = NULL;
     int res = op_result(self, op.result);   /* the recv's */
