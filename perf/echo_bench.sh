@@ -34,7 +34,7 @@ servers="uring epoll urt"
 
 usage() {
     cat <<EOF
-usage: $0 [--seconds S] [--warmup W] [--conns "C1 C2.."] [--sizes "M1 M2.."] [--retries N]
+usage: $0 [--seconds S] [--warmup W] [--conns "C1 C2.."] [--sizes "M1 M2.."] [--retries N] [--rounds N]
        [--quiet-wait S] [--servers "uring epoll urt multishot"] [--build DIR] [--help]
 
 Runs urt's echo server (build/examples/echo_server) and the baselines build/perf/echo_uring
