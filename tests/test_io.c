@@ -882,6 +882,7 @@ struct sr_late {
     int fd, efd;
     long res;
     size_t sent;
+    uint64_t deadline;
 };
 
 static unsigned char sr_late_big[4 << 20];
@@ -902,9 +903,74 @@ static int sr_late_caller(void *arg)
 {
     struct sr_late *l = arg;
     char in[8];
+    if (l->deadline)
+        urt_deadline(l->deadline);
     l->res = urt_send_recv(l->fd, sr_late_big, sizeof sr_late_big, in, sizeof in, MSG_NOSIGNAL,
                            &l->sent);
     return 0;
+}
+
+/* The peer of the deadline variant: drains the request after a pause, never answers. */
+static void *sr_slow_peer(void *arg)
+{
+    struct sr_late *l = arg;
+    static unsigned char sink[4 << 20];
+    struct timespec ts = { 0, 20 * 1000 * 1000 };
+    nanosleep(&ts, NULL);
+    if (recv(l->fd, sink, sizeof sink, MSG_WAITALL) != (ssize_t)sizeof sink)
+        return NULL;
+    return NULL;
+}
+
+/* Deadlines spread over the moments the peer drains the stalled send, so that some expire in
+   the round that reaps the send's completion, with the recv behind it queued but not started. */
+static int sr_deadline_sweep_main(void *arg)
+{
+    long *res = arg;
+    for (int k = 0; k < 40; k++) {
+        int sv[2];
+        if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv))
+            return -1;
+        struct sr_late peer = { .fd = sv[1] };
+        struct sr_late l = { .fd = sv[0], .res = 99,
+                             .deadline = urt_now() + URT_MSEC(20) + (uint64_t)k * URT_USEC(50) };
+        pthread_t th;
+        if (pthread_create(&th, NULL, sr_slow_peer, &peer))
+            return -1;
+        urt_task *t = urt_spawn(sr_late_caller, &l);
+        urt_deadline(urt_now() + URT_SEC(3));   /* a lost deadline fails the test, not hangs it */
+        int st = urt_join(t);
+        urt_deadline(0);
+        if (st != 0) {
+            res[1]++;
+            fprintf(stderr, "deadline %d: lost (join %d); the tasks:\n", k, st);
+            urt_dump(stderr);
+            urt_cancel(t);
+            urt_join(t);
+        }
+        if (l.res != -ETIMEDOUT) {
+            res[0]++;
+            fprintf(stderr, "deadline %d: %ld, sent %zu\n", k, l.res, l.sent);
+        }
+        urt_close(sv[0]);           /* the peer may wait for bytes the deadline stopped */
+        pthread_join(th, NULL);
+        close(sv[1]);
+    }
+    return 0;
+}
+
+UT_TEST_T(send_recv_deadline_as_its_send_completes, 60)
+{
+#if defined(RUNNING_ON_VALGRIND)
+    if (RUNNING_ON_VALGRIND) {   /* a peer thread: see send_recv_exchanges */
+        UT_NOTE("  skipped under Valgrind\n");
+        return;
+    }
+#endif
+    long res[2] = { 0, 0 };
+    assert_int_equal(urt_run(sr_deadline_sweep_main, res, NULL), 0);
+    assert_int_equal(res[1], 0);   /* every join returned: no deadline was lost */
+    assert_int_equal(res[0], 0);   /* each call: -ETIMEDOUT */
 }
 
 static int sr_late_main(void *arg)
@@ -1930,6 +1996,7 @@ int main(void)
         cmocka_unit_test(send_recv_cancel_deadline_close_in_either_half),
         cmocka_unit_test(send_recv_cancelled_in_the_same_batch),
         cmocka_unit_test(send_recv_cancelled_as_its_send_completes),
+        cmocka_unit_test(send_recv_deadline_as_its_send_completes),
         cmocka_unit_test(send_recv_bad_input),
         cmocka_unit_test(deadlines_on_io_then_fd_still_works),
         cmocka_unit_test(deadline_moved_while_its_timer_is_armed),
