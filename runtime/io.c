@@ -60,7 +60,9 @@ static int op_wait(struct urt__op *op)
     self->flags &= ~(URT__TIMED_OUT | URT__KILL_SENT);
     self->wait_kind = URT__WAIT_IO;
     self->wait = op;
-    while (!op->done)
+    /* urt_send_recv also waits for its cancels, which report to the task (ring.c); pair_cancels,
+       in a colder line, can be nonzero only after a cancel was sent. */
+    while (!op->done || ((self->flags & URT__KILL_SENT) && self->pair_cancels))
         urt__park(rt);
     self->wait_kind = URT__WAIT_NONE;
     self->wait = NULL;
@@ -245,16 +247,8 @@ ssize_t urt_send_recv(int fd, const void *out, size_t out_len, void *in, size_t 
     op.fd = fd;
     op.halves = 2;
     op.send_result = 0;
-    /* As op_wait, and also until no cancel of the pair's is in flight (they report to the task). */
+    int res = op_wait(&op);   /* the recv's result */
     struct urt_task *self = op.task;
-    self->flags &= ~(URT__TIMED_OUT | URT__KILL_SENT);
-    self->wait_kind = URT__WAIT_IO;
-    self->wait = &op;
-    while (!op.done || ((self->flags & URT__KILL_SENT) && self->pair_cancels))
-        urt__park(rt);   /* (pair_cancels, in a colder line, can be nonzero only after a cancel) */
-    self->wait_kind = URT__WAIT_NONE;
-    self->wait = NULL;
-    int res = op_result(self, op.result);   /* the recv's */
     int sres = op.send_result;
     if (likely(sres == (int)out_len)) {
         *sent = out_len;

@@ -824,6 +824,23 @@ UT_TEST(send_recv_cancel_deadline_close_in_either_half)
     assert_int_equal(st.cqes_reaped, st.sqes_submitted + st.cqes_more);
 }
 
+/* Joins t under a deadline of ns, so that a lost cancel or deadline fails a test instead of
+   hanging it: returns the join's result (-ETIMEDOUT then, after a dump of the tasks and one more
+   cancel and join). */
+static int join_in_time(urt_task *t, uint64_t ns)
+{
+    urt_deadline(urt_now() + ns);
+    int st = urt_join(t);
+    urt_deadline(0);
+    if (st != 0) {
+        fprintf(stderr, "a task did not end in time (join %d); the tasks:\n", st);
+        urt_dump(stderr);
+        urt_cancel(t);
+        urt_join(t);
+    }
+    return st;
+}
+
 /* A cancel that goes to the kernel in the same submission as the pair it cancels: the send
    completes there and then, and the recv is queued only at the end of that batch, where the
    cancel cannot have found it. The runtime must cancel the recv again. */
@@ -846,14 +863,9 @@ static int sr_same_batch_main(void *arg)
         urt_task *t = urt_spawn(sr_quick, &s);
         urt_yield();        /* t queues its pair and parks; this task comes next in the round */
         urt_cancel(t);      /* before the round's submission */
-        urt_deadline(urt_now() + URT_SEC(2));   /* a lost cancel fails the test, not hangs it */
-        int st = urt_join(t);
-        urt_deadline(0);
-        if (st != 0) {
+        int st = join_in_time(t, URT_SEC(2));
+        if (st != 0)
             res[1] = st;
-            urt_cancel(t);
-            urt_join(t);
-        }
         if (s.res != -ECANCELED || s.sent != 4)
             res[0]++;
         urt_close(sv[0]);
@@ -938,15 +950,9 @@ static int sr_deadline_sweep_main(void *arg)
         if (pthread_create(&th, NULL, sr_slow_peer, &peer))
             return -1;
         urt_task *t = urt_spawn(sr_late_caller, &l);
-        urt_deadline(urt_now() + URT_SEC(3));   /* a lost deadline fails the test, not hangs it */
-        int st = urt_join(t);
-        urt_deadline(0);
-        if (st != 0) {
+        if (join_in_time(t, URT_SEC(3)) != 0) {
             res[1]++;
-            fprintf(stderr, "deadline %d: lost (join %d); the tasks:\n", k, st);
-            urt_dump(stderr);
-            urt_cancel(t);
-            urt_join(t);
+            fprintf(stderr, "deadline %d was lost\n", k);
         }
         if (l.res != -ETIMEDOUT) {
             res[0]++;
@@ -989,14 +995,8 @@ static int sr_late_main(void *arg)
         uint64_t v;
         EXPECT_EQ(urt_read(l.efd, &v, sizeof v, -1), 8);   /* the peer has it all */
         urt_cancel(t);
-        urt_deadline(urt_now() + URT_SEC(3));   /* a lost cancel fails the test, not hangs it */
-        int st = urt_join(t);
-        urt_deadline(0);
-        if (st != 0) {
+        if (join_in_time(t, URT_SEC(3)) != 0)
             res[1]++;
-            urt_cancel(t);
-            urt_join(t);
-        }
         if (l.res != -ECANCELED || l.sent != sizeof sr_late_big)
             res[0]++;
         pthread_join(th, NULL);
