@@ -16,6 +16,12 @@
 # The machine may be shared: before each run the script waits for a quiet second, and a run in
 # whose window other processes used >= 10% of a core is repeated (--retries) or marked.
 #
+# Where perf can count tracepoints (root, perf installed), the table also gives the IPIs the
+# server sent per 1,000 requests (ipi:ipi_send_cpu, counted over about the window). On this
+# virtual machine each IPI is a VM exit, and they come in bursts whose size depends on timing
+# (the TCP stack hands freed buffers back to the CPU that allocated them, net.core.skb_defer_max,
+# and kicks it with an IPI): they account for much of the spread between runs of one server.
+#
 # Servers are stopped with SIGTERM (SIGKILL after 5 s) at the end of each row, and on any exit
 # of the script; nothing is left running.
 set -u
@@ -185,6 +191,12 @@ for s in $servers; do
     [ -n "${bin[$s]:-}" ] || { echo "$0: --servers: unknown server '$s'" >&2; exit 2; }
 done
 
+# IPIs the server sends (see the top): counted where perf can.
+count_ipis=0
+if command -v perf >/dev/null && perf stat -x, -e ipi:ipi_send_cpu -- true >/dev/null 2>&1; then
+    count_ipis=1
+fi
+
 echo "echo_bench: servers on CPU 0, echo_load on CPU 1; ${warmup}s warm-up + ${seconds}s window per run"
 echo "            (logs in $logs)"
 rows=()
@@ -210,10 +222,17 @@ for conns in $conns_list; do
                     break
                 fi
                 srv_rc=0
+                ipi_pid=""
+                if [ "$count_ipis" = 1 ]; then
+                    (sleep "$warmup"; exec perf stat -x, -o "$logs/$tag.ipi" -e ipi:ipi_send_cpu \
+                        -p "$srv_pid" -- sleep "$seconds") >/dev/null 2>&1 &
+                    ipi_pid=$!
+                fi
                 $pin_cli "$load" --host 127.0.0.1 --port "$srv_port" --conns "$conns" \
                     --size "$size" --seconds "$seconds" --warmup "$warmup" --threads 1 \
                     --server-pid "$srv_pid" >"$logs/$tag.load" 2>&1
                 load_rc=$?
+                [ -n "$ipi_pid" ] && wait "$ipi_pid" 2>/dev/null
                 stop_server
                 json=$(grep '^{"bench":"echo_load"' "$logs/$tag.load" | tail -n 1)
                 others=$(jget other_cpu "$json")
@@ -241,6 +260,8 @@ for conns in $conns_list; do
             gen=$(jget gen_thread_busy_max "$json")
             errs=$(jget errors "$json")
             sat=$(jget gen_saturated "$json")
+            ipis=$(awk -F, '/ipi_send_cpu/ && $1 ~ /^[0-9]+$/ { print $1 }' "$logs/$tag.ipi" 2>/dev/null)
+            ipk=$(awk -v n="$ipis" -v r="$rps" -v s="$seconds" 'BEGIN { if (n != "" && r > 0) printf "%.2f", n / (r * s) * 1000; else printf "-" }')
             if [ "$s" = uring ]; then base_rps=$rps; base_cpu=$cpu; fi
             note=""
             [ "$sat" = true ] && note="generator saturated: req/s is a floor"
@@ -249,35 +270,35 @@ for conns in $conns_list; do
             [ "$disturbed" = 1 ] && note="${note:+$note; }disturbed: others used $(awk -v o="$others" 'BEGIN { printf "%.0f", o * 100 }')% of a core"
             r_rps=$(awk -v a="$rps" -v b="$base_rps" 'BEGIN { if (b > 0) printf "%.2f", a / b; else printf "-" }')
             r_cpu=$(awk -v a="$cpu" -v b="$base_cpu" 'BEGIN { if (b > 0 && a >= 0) printf "%.2f", a / b; else printf "-" }')
-            rows+=("$s|$conns|$size|$rps|$r_rps|$cpu|$r_cpu|$usr|$util|$p99|$gen|$errs|$note")
-            meds+=("$s|$conns|$size|$rps|$r_rps|$cpu|$r_cpu|$usr")
+            rows+=("$s|$conns|$size|$rps|$r_rps|$cpu|$r_cpu|$usr|$util|$p99|$gen|$errs|$ipk|$note")
+            meds+=("$s|$conns|$size|$rps|$r_rps|$cpu|$r_cpu|$usr|$ipk")
             printf '  %-12s %5s conns x %5s B: %10.0f req/s, %6.2f us CPU/req (round %d)\n' "$s" "$conns" "$size" "$rps" "$cpu" "$round"
-            echo "{\"bench\":\"echo_bench\",\"server\":\"$s\",\"round\":$round,\"conns\":$conns,\"size\":$size,\"rps\":$rps,\"rps_vs_uring\":\"$r_rps\",\"server_cpu_us_per_req\":$cpu,\"cpu_vs_uring\":\"$r_cpu\",\"server_user_us_per_req\":$usr,\"server_cpu\":$util,\"p99_us\":$p99,\"gen_busy\":$gen,\"gen_saturated\":$sat,\"other_cpu\":$others,\"errors\":$errs}" >>"$logs/results.jsonl"
+            echo "{\"bench\":\"echo_bench\",\"server\":\"$s\",\"round\":$round,\"conns\":$conns,\"size\":$size,\"rps\":$rps,\"rps_vs_uring\":\"$r_rps\",\"server_cpu_us_per_req\":$cpu,\"cpu_vs_uring\":\"$r_cpu\",\"server_user_us_per_req\":$usr,\"server_cpu\":$util,\"p99_us\":$p99,\"gen_busy\":$gen,\"gen_saturated\":$sat,\"other_cpu\":$others,\"errors\":$errs,\"ipis_per_1k_req\":\"$ipk\"}" >>"$logs/results.jsonl"
         done
       done
     done
 done
 
 echo
-printf '%-24s %6s %6s %10s %7s %9s %7s %7s %6s %9s %6s %6s  %s\n' \
-    server conns size 'req/s' 'xuring' 'CPUus/req' 'xuring' 'user us' 'srvCPU' 'p99 us' 'genCPU' errors note
+printf '%-24s %6s %6s %10s %7s %9s %7s %7s %6s %9s %6s %6s %7s  %s\n' \
+    server conns size 'req/s' 'xuring' 'CPUus/req' 'xuring' 'user us' 'srvCPU' 'p99 us' 'genCPU' errors 'IPI/1k' note
 for r in "${rows[@]}"; do
-    IFS='|' read -r s conns size rps r_rps cpu r_cpu usr util p99 gen errs note <<<"$r"
+    IFS='|' read -r s conns size rps r_rps cpu r_cpu usr util p99 gen errs ipk note <<<"$r"
     if [ "$rps" = skipped ] || [ "$rps" = failed ]; then
         printf '%-24s %6s %6s %10s %s\n' "${name[$s]}" "$conns" "$size" "$rps" "$note"
         continue
     fi
-    printf '%-24s %6s %6s %10.0f %7s %9.3f %7s %7.3f %5.0f%% %9.1f %5.0f%% %6s  %s\n' \
+    printf '%-24s %6s %6s %10.0f %7s %9.3f %7s %7.3f %5.0f%% %9.1f %5.0f%% %6s %7s  %s\n' \
         "${name[$s]}" "$conns" "$size" "$rps" "$r_rps" "$cpu" "$r_cpu" "$usr" \
         "$(awk -v u="$util" 'BEGIN { print u * 100 }')" "$p99" \
-        "$(awk -v u="$gen" 'BEGIN { print u * 100 }')" "$errs" "$note"
+        "$(awk -v u="$gen" 'BEGIN { print u * 100 }')" "$errs" "$ipk" "$note"
 done
 for n in "${notes[@]}"; do echo "note: $n"; done
 if [ "$rounds" -gt 1 ]; then
     echo
     echo "Medians over $rounds rounds (ratios: median of each round's ratio to its uring run):"
-    printf '%-24s %6s %6s %10s %7s %9s %7s %7s  %s\n' \
-        server conns size 'req/s' 'xuring' 'CPUus/req' 'xuring' 'user us' 'CPU xuring, all rounds'
+    printf '%-24s %6s %6s %10s %7s %9s %7s %7s %7s  %s\n' \
+        server conns size 'req/s' 'xuring' 'CPUus/req' 'xuring' 'user us' 'IPI/1k' 'CPU xuring, all rounds'
     # One line per server and combination, in the order first seen.
     printf '%s\n' "${meds[@]}" | awk -F'|' -v names="$(for k in "${!name[@]}"; do printf '%s=%s;' "$k" "${name[$k]}"; done)" '
         function med(list,   a, n, i, j, t) {
@@ -290,15 +311,16 @@ if [ "$rounds" -gt 1 ]; then
             k = $1 "|" $2 "|" $3
             if (!(k in seen)) { seen[k] = 1; order[++cnt] = k }
             rps[k] = rps[k] " " $4; rr[k] = rr[k] " " $5; cpu[k] = cpu[k] " " $6
-            rc[k] = rc[k] " " $7; usr[k] = usr[k] " " $8
+            rc[k] = rc[k] " " $7; usr[k] = usr[k] " " $8; ipk[k] = ipk[k] " " $9
         }
         END {
             for (i = 1; i <= cnt; i++) {
                 k = order[i]; split(k, f, "|")
                 m = split(rc[k], all, " "); s = ""
                 for (j = 1; j <= m; j++) s = s (j > 1 ? " " : "") all[j]
-                printf "%-24s %6s %6s %10.0f %7.2f %9.3f %7.2f %7.3f  %s\n", nm[f[1]], f[2], f[3],
-                       med(rps[k]), med(rr[k]), med(cpu[k]), med(rc[k]), med(usr[k]), s
+                ip = ipk[k] ~ /-/ ? "-" : sprintf("%.2f", med(ipk[k]))
+                printf "%-24s %6s %6s %10.0f %7.2f %9.3f %7.2f %7.3f %7s  %s\n", nm[f[1]], f[2], f[3],
+                       med(rps[k]), med(rr[k]), med(cpu[k]), med(rc[k]), med(usr[k]), ip, s
             }
         }'
 fi
@@ -306,5 +328,7 @@ echo "xuring: ratio to the raw liburing server in the same run (req/s: higher is
 echo "user us: the part of CPUus/req spent in user space (the rest is the kernel's)."
 echo "srvCPU: server CPU use in the window (100% = its core saturated); genCPU: echo_load's busy"
 echo "share of its core (spinning on an empty epoll excluded); >= 90% marks it saturated."
+echo "IPI/1k: IPIs the server sent per 1,000 requests (each a VM exit on a virtual machine); - where"
+echo "perf cannot count them."
 echo "JSON lines: $logs/results.jsonl"
 cat "$logs/results.jsonl"
