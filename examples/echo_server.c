@@ -94,10 +94,14 @@ static void usage(FILE *to, const char *prog)
             prog);
 }
 
-/* Arms the idle timeout for the next blocking call. */
+/* Arms the idle timeout for the next blocking call. It is renewed on every message: a timeout
+   of seconds reads the coarse clock, a quarter of the cost, and may fire a few ms early. */
 static void idle_deadline(void)
 {
-    urt_deadline(S.idle_ns ? urt_now() + S.idle_ns : 0);
+    if (!S.idle_ns)
+        urt_deadline(0);
+    else
+        urt_deadline((S.idle_ns >= URT_SEC(1) ? urt_now_coarse() : urt_now()) + S.idle_ns);
 }
 
 /* One connection: echo until EOF, an error, the idle timeout or cancellation. Owns fd. */

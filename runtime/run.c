@@ -42,6 +42,7 @@ int urt_run(urt_fn main_fn, void *arg, const struct urt_config *cfg)
     rt->stacks.warm_max = c.stack_pool_max;
     rt->blocking_threads = c.blocking_threads;
     rt->kernel_timers = c.kernel_timers != 0;
+    rt->coarse_slack = urt__coarse_slack();
     int ret = urt__ring_init(rt, c.ring_entries, c.quiet);
     if (ret) {
         free(rt);

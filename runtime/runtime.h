@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <time.h>
 #include <liburing.h>
 
 #include "urt.h"
@@ -163,6 +164,7 @@ struct urt_runtime {
     int                     main_status;
     struct urt_stats        st;
     uint64_t                clock;             /* urt_now() as of the last scheduler poll     */
+    uint64_t                coarse_slack;      /* how far urt_now_coarse() may lag urt_now()  */
     void                   *sched_asan_bottom; /* the scheduler stack, for ASan fibers         */
     size_t                  sched_asan_size;
     void                   *sched_asan_fake;
@@ -195,12 +197,27 @@ static inline void urt__ready(struct urt_runtime *rt, struct urt_task *t)
     rt->runq_len++;
 }
 
+/*
+ * True once urt_now() >= deadline. Every blocking call under a deadline asks, so the coarse clock
+ * (4 ns here against 16 for urt_now's vDSO read) settles the usual case of a deadline seconds
+ * away; within coarse_slack of it, the precise clock decides.
+ */
+static inline bool urt__passed(const struct urt_runtime *rt, uint64_t deadline)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    uint64_t coarse = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+    if (deadline > coarse + rt->coarse_slack)
+        return false;
+    return urt_now() >= deadline;
+}
+
 /* -ECANCELED or -ETIMEDOUT when a blocking call may not start, else 0. */
 static inline int urt__check_blocking(struct urt_task *t)
 {
     if (unlikely(t->flags & URT__CANCELLED))
         return -ECANCELED;
-    if (unlikely(t->deadline != 0) && urt_now() >= t->deadline)
+    if (unlikely(t->deadline != 0) && urt__passed(urt__rt, t->deadline))
         return -ETIMEDOUT;
     return 0;
 }
@@ -230,6 +247,9 @@ void urt__wq_wake(struct urt_runtime *rt, struct urt__waiter *w, int result);
 void urt__wq_wake_all(struct urt_runtime *rt, struct urt__wqueue *q, int result);
 int  urt__wq_wait(struct urt_runtime *rt, struct urt__wqueue *q, struct urt__waiter *w,
                   bool interruptible);
+
+/* timer.c: how far behind urt_now() urt_now_coarse() can be (generously). */
+uint64_t urt__coarse_slack(void);
 
 /* overflow.c */
 int  urt__overflow_init(struct urt_runtime *rt);     /* SIGSEGV handler, alternate signal stack */

@@ -17,6 +17,68 @@ UT_TEST(now_is_monotonic_anywhere)
     assert_int_equal(URT_SEC(3), 3000000000ull);
 }
 
+/* The coarse clock never runs ahead of urt_now() and trails it by a few ticks at most (the bound
+   here is loose: a preempted test may see more than a tick). */
+UT_TEST(now_coarse_trails_now)
+{
+    for (int i = 0; i < 100000; i++) {
+        uint64_t before = urt_now();
+        uint64_t coarse = urt_now_coarse();
+        uint64_t after = urt_now();
+        if (coarse > after)
+            fail_msg("urt_now_coarse %llu is ahead of urt_now %llu", (unsigned long long)coarse,
+                     (unsigned long long)after);
+        if (before > coarse + URT_MSEC(100))
+            fail_msg("urt_now_coarse trails urt_now by %llu us",
+                     (unsigned long long)(before - coarse) / 1000);
+    }
+}
+
+/* Deadlines are checked by the coarse clock only when they are far: one passed a moment ago
+   (well within a tick) still fails the next call at once, before anything is submitted. */
+struct fresh_deadline_res {
+    long near_read, far_read, after_read;
+    uint64_t submitted_near;
+};
+
+static int fresh_deadline_main(void *arg)
+{
+    struct fresh_deadline_res *r = arg;
+    int p[2];
+    if (pipe(p) != 0)
+        return -1;
+    if (write(p[1], "ab", 2) != 2)
+        return -1;
+    char c;
+    struct urt_stats before, after;
+    uint64_t dl = urt_now() + URT_USEC(200);
+    urt_deadline(dl);
+    while (urt_now() < dl) {
+    }
+    urt_stats(&before);
+    r->near_read = urt_read(p[0], &c, 1, -1);   /* data is there: only the deadline stops it */
+    urt_stats(&after);
+    r->submitted_near = after.sqes_submitted - before.sqes_submitted;
+    urt_deadline(urt_now() + URT_SEC(10));
+    r->far_read = urt_read(p[0], &c, 1, -1);
+    urt_deadline(0);
+    r->after_read = urt_read(p[0], &c, 1, -1);
+    close(p[0]);
+    close(p[1]);
+    return 0;
+}
+
+UT_TEST(deadline_passed_moments_ago)
+{
+    struct fresh_deadline_res r;
+    memset(&r, 0, sizeof r);
+    assert_int_equal(urt_run(fresh_deadline_main, &r, NULL), 0);
+    assert_int_equal(r.near_read, -ETIMEDOUT);
+    assert_int_equal(r.submitted_near, 0);
+    assert_int_equal(r.far_read, 1);     /* the first byte: the timed-out read took nothing */
+    assert_int_equal(r.after_read, 1);
+}
+
 struct sleep_res {
     long r50, r_until, r_past, r_zero;
     uint64_t ns50, until_target, until_woke, past_ns;
@@ -349,6 +411,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(now_is_monotonic_anywhere),
+        cmocka_unit_test(now_coarse_trails_now),
+        cmocka_unit_test(deadline_passed_moments_ago),
         cmocka_unit_test(sleep_lasts_at_least_its_time),
         cmocka_unit_test(sleep_zero_yields),
         cmocka_unit_test(sleepers_wake_in_deadline_order),
