@@ -13,7 +13,9 @@
  * that:
  *
  *  - Idle clients: a deadline (urt_deadline) set at the start and after each message received. A peer that sends nothing, or
- *    stops reading what we echo, for --idle-timeout ms makes the call return -ETIMEDOUT.
+ *    stops reading what we echo, for --idle-timeout ms makes the call return -ETIMEDOUT. (A
+ *    timeout of a second or more is renewed by the coarse clock, urt_now_coarse: it may fire a
+ *    few ms early.)
  *  - Accepting: a urt_listener keeps one multishot accept armed, so the kernel accepts each
  *    connection without a request of its own (--plain-accept: one urt_accept per connection).
  *  - Floods: at most --max-conns connections are served. Past that, a new connection is accepted
@@ -79,7 +81,8 @@ static void usage(FILE *to, const char *prog)
             "  --max-conns N        connections served at once (default 10000); more are\n"
             "                       accepted and closed at once\n"
             "  --idle-timeout MS    close a connection that makes no progress for MS ms\n"
-            "                       (default 30000; 0: never)\n"
+            "                       (default 30000; 0: never; from 1000 on, a few ms early\n"
+            "                       at most: renewed by the coarse clock)\n"
             "  --grace MS           on SIGINT/SIGTERM, how long live connections may go on\n"
             "                       before they are cancelled (default 2000)\n"
             "  --plain-accept       one accept request per connection instead of one multishot\n"

@@ -230,10 +230,11 @@ int urt_yield(void);
 /* Now, in nanoseconds of CLOCK_MONOTONIC. Callable anywhere. */
 uint64_t urt_now(void);
 
-/* urt_now() to within a few clock ticks, for a quarter of its cost (CLOCK_MONOTONIC_COARSE: 4 ns
-   against 16 here): never ahead of urt_now(), behind it by up to a few milliseconds (about one
-   tick, 1-10 ms by the kernel's HZ). For deadlines seconds away renewed on every message, such as
-   an idle timeout, where firing a few milliseconds early does not matter. Callable anywhere. */
+/* urt_now() to within a few ticks of the kernel's clock (1-10 ms each, by its HZ), for a quarter
+   of the cost (CLOCK_MONOTONIC_COARSE; urt_now where there is none): never ahead of urt_now(),
+   normally under two ticks behind, more while the kernel's timekeeping stalls. For deadlines
+   seconds away renewed on every message, such as an idle timeout, which may then fire a few
+   milliseconds early. Callable anywhere. */
 uint64_t urt_now_coarse(void);
 
 /* (T) Sleeps ns nanoseconds. 0 when the time has passed; -ECANCELED; -ETIMEDOUT when the task's
@@ -255,6 +256,10 @@ int urt_sleep_until(uint64_t abs_ns);
  * Cheap to renew: moving a deadline later (an idle timeout pushed back on every message) does no
  * timer work at all, since the timer armed for the earlier time moves on when it fires; moving it
  * earlier, or removing it, is O(1) for timers armed in increasing order and O(log n) otherwise.
+ * Checking it is cheap too: a deadline more than a few ticks away is told from a passed one by
+ * the coarse clock (urt_now_coarse). Should that clock lag further (the kernel's timekeeping
+ * stalled), a call made just after the deadline may start; its timer, already due, then ends it
+ * with -ETIMEDOUT at the scheduler's next round, unless it could complete at once.
  */
 uint64_t urt_deadline(uint64_t abs_ns);
 

@@ -199,16 +199,22 @@ static inline void urt__ready(struct urt_runtime *rt, struct urt_task *t)
 
 /*
  * True once urt_now() >= deadline. Every blocking call under a deadline asks, so the coarse clock
- * (4 ns here against 16 for urt_now's vDSO read) settles the usual case of a deadline seconds
- * away; within coarse_slack of it, the precise clock decides.
+ * (a quarter of the precise one's cost) settles the usual case, a deadline seconds away, and the
+ * precise clock decides within coarse_slack of it. The coarse clock trails by under two ticks,
+ * more only while the kernel's timekeeping stalls (a preempted vCPU, nohz_full); should it trail
+ * by more than the slack, a call made just after its deadline may start: the deadline's timer,
+ * already due, then ends it at the next scheduler round with -ETIMEDOUT, unless it completes at
+ * once (a channel or yield that need not wait succeeds).
  */
 static inline bool urt__passed(const struct urt_runtime *rt, uint64_t deadline)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-    uint64_t coarse = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-    if (deadline > coarse + rt->coarse_slack)
-        return false;
+    if (likely(rt->coarse_slack != UINT64_MAX)) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);   /* works: urt__coarse_slack tried it */
+        uint64_t coarse = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+        if (deadline > coarse && deadline - coarse > rt->coarse_slack)
+            return false;
+    }
     return urt_now() >= deadline;
 }
 
@@ -248,7 +254,8 @@ void urt__wq_wake_all(struct urt_runtime *rt, struct urt__wqueue *q, int result)
 int  urt__wq_wait(struct urt_runtime *rt, struct urt__wqueue *q, struct urt__waiter *w,
                   bool interruptible);
 
-/* timer.c: how far behind urt_now() urt_now_coarse() can be (generously). */
+/* timer.c: how far behind urt_now() urt_now_coarse() can be (generously); UINT64_MAX when there
+   is no coarse clock. */
 uint64_t urt__coarse_slack(void);
 
 /* overflow.c */

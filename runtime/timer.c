@@ -195,21 +195,23 @@ uint64_t urt_now(void)
 uint64_t urt_now_coarse(void)
 {
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    if (clock_gettime(CLOCK_MONOTONIC_COARSE, &ts) != 0)
+        return urt_now();
     return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
 /*
- * The coarse clock is the monotonic one as of the last timekeeping update: a tick behind at most
- * in principle, 1.4 ticks measured here (5.5 ms at 4 ms ticks), and the kernel takes the update
- * over from a CPU that stalls it for 5 ticks. Eight ticks and a millisecond leave room; where the
- * resolution is unknown, the precise clock always decides.
+ * The coarse clock is the monotonic one as of the last whole tick the kernel folded in: under two
+ * ticks behind (1.4 measured here), more while timekeeping stalls - until a CPU whose tick runs
+ * forces an update after 5 stalled ticks (Linux 5.19 on), and not even then on nohz_full CPUs.
+ * Eight ticks and a millisecond leave room; without a coarse clock the precise one decides.
  */
 uint64_t urt__coarse_slack(void)
 {
-    struct timespec res;
-    if (clock_getres(CLOCK_MONOTONIC_COARSE, &res) != 0 || res.tv_sec != 0)
-        return UINT64_MAX / 2;
+    struct timespec res, ts;
+    if (clock_getres(CLOCK_MONOTONIC_COARSE, &res) != 0 || res.tv_sec != 0 ||
+        clock_gettime(CLOCK_MONOTONIC_COARSE, &ts) != 0)
+        return UINT64_MAX;
     return 8 * (uint64_t)res.tv_nsec + 1000000ull;
 }
 

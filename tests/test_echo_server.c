@@ -476,6 +476,31 @@ UT_TEST_T(idle_clients_time_out, 20)
     assert_int_equal(counter(&s, "closed_by_peer"), 1);
 }
 
+/* An idle timeout of a second or more is renewed by the coarse clock (urt_now_coarse): it may
+   fire a few ms early, never much more; and a message pushes it back. */
+UT_TEST_T(idle_timeout_of_seconds, 20)
+{
+    struct server s;
+    server_start(&s, 0, (const char *[]){ "--idle-timeout", "1000", NULL });
+    int fd = client(s.port);
+    assert_true(fd >= 0);
+    sleep_ms(500);
+    uint64_t sent_at = now_ms();   /* the server renews its deadline after this, before the echo */
+    assert_int_equal(echo_once(fd, 1, 7), 0);
+    uint64_t closed_at = 0;
+    while (!closed_at && now_ms() - sent_at < 5000)
+        if (closed_by_server(fd, 100))
+            closed_at = now_ms();
+    assert_true(closed_at != 0);
+    uint64_t after = closed_at - sent_at;
+    if (after < 950 || after > 3000)
+        fail_msg("closed %llu ms after its last message, not about 1000", (unsigned long long)after);
+    close(fd);
+    int st = server_stop(&s, SIGTERM, 5000, NULL);
+    assert_true(EXITED_WITH(st, 0));
+    assert_int_equal(counter(&s, "closed_idle"), 1);
+}
+
 /* Past --max-conns a connection is accepted and closed at once; a freed slot serves again. */
 UT_TEST_T(max_conns_refuses_the_excess, 20)
 {
@@ -634,6 +659,7 @@ int main(void)
         cmocka_unit_test(many_concurrent_clients),
         cmocka_unit_test(vanishing_clients),
         cmocka_unit_test(idle_clients_time_out),
+        cmocka_unit_test(idle_timeout_of_seconds),
         cmocka_unit_test(max_conns_refuses_the_excess),
         cmocka_unit_test(fd_exhaustion_backs_off),
         cmocka_unit_test(sigterm_graceful_shutdown),

@@ -35,7 +35,8 @@ UT_TEST(now_coarse_trails_now)
 }
 
 /* Deadlines are checked by the coarse clock only when they are far: one passed a moment ago
-   (well within a tick) still fails the next call at once, before anything is submitted. */
+   (microseconds, well within a tick) still fails the next call at once, before anything is
+   submitted. */
 struct fresh_deadline_res {
     long near_read, far_read, after_read;
     uint64_t submitted_near;
