@@ -197,6 +197,12 @@ static inline void urt__ready(struct urt_runtime *rt, struct urt_task *t)
     rt->runq_len++;
 }
 
+/* A clock reading in nanoseconds, as urt_now and urt_now_coarse give it. */
+static inline uint64_t urt__ns(const struct timespec *ts)
+{
+    return (uint64_t)ts->tv_sec * 1000000000ull + (uint64_t)ts->tv_nsec;
+}
+
 /*
  * True once urt_now() >= deadline. Every blocking call under a deadline asks, so the coarse clock
  * (a quarter of the precise one's cost) settles the usual case, a deadline seconds away, and the
@@ -211,7 +217,7 @@ static inline bool urt__passed(const struct urt_runtime *rt, uint64_t deadline)
     if (likely(rt->coarse_slack != UINT64_MAX)) {
         struct timespec ts;
         clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);   /* works: urt__coarse_slack tried it */
-        uint64_t coarse = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+        uint64_t coarse = urt__ns(&ts);
         if (deadline > coarse && deadline - coarse > rt->coarse_slack)
             return false;
     }

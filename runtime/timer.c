@@ -189,7 +189,7 @@ uint64_t urt_now(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+    return urt__ns(&ts);
 }
 
 uint64_t urt_now_coarse(void)
@@ -197,7 +197,7 @@ uint64_t urt_now_coarse(void)
     struct timespec ts;
     if (clock_gettime(CLOCK_MONOTONIC_COARSE, &ts) != 0)
         return urt_now();
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+    return urt__ns(&ts);
 }
 
 /*
