@@ -1,0 +1,19 @@
+set(URT_SOURCES
+  ${URT_SWITCH}
+  ${PROJECT_SOURCE_DIR}/runtime/context.c
+  ${PROJECT_SOURCE_DIR}/runtime/stack.c
+  ${PROJECT_SOURCE_DIR}/runtime/task.c
+  ${PROJECT_SOURCE_DIR}/runtime/sched.c
+  ${PROJECT_SOURCE_DIR}/runtime/ring.c
+  ${PROJECT_SOURCE_DIR}/runtime/io.c
+  ${PROJECT_SOURCE_DIR}/runtime/timer.c
+  ${PROJECT_SOURCE_DIR}/runtime/group.c
+  ${PROJECT_SOURCE_DIR}/runtime/chan.c
+  ${PROJECT_SOURCE_DIR}/runtime/run.c
+  ${PROJECT_SOURCE_DIR}/runtime/overflow.c
+  ${PROJECT_SOURCE_DIR}/runtime/blocking.c
+  ${PROJECT_SOURCE_DIR}/runtime/listener.c
+  ${PROJECT_SOURCE_DIR}/runtime/signal.c
+  ${PROJECT_SOURCE_DIR}/runtime/dump.c
+  ${PROJECT_SOURCE_DIR}/runtime/fault.c
+)
