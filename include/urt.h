@@ -135,6 +135,9 @@ struct urt_stats {
     uint64_t cqes_more;       /* completions of a multishot request (a listener's accept) that said
                                  more would follow: once nothing is in flight, cqes_reaped ==
                                  sqes_submitted + cqes_more                                       */
+    uint64_t sched_calls;     /* times a task had work done on the scheduler's stack and went on
+                                 (allocations, thread starts, a flush of a full queue): not
+                                 counted in switches                                              */
 };
 void urt_stats(struct urt_stats *out);
 

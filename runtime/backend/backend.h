@@ -1,0 +1,55 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * backend.h - what the scheduler asks of the kernel interface: queue operations, submit them in
+ * batches, wait, and hand each completion to its operation's handler. backend/uring.c is the
+ * io_uring implementation and the only code that knows io_uring; another backend (epoll, a test
+ * double) would implement this header and nothing else.
+ */
+#ifndef URT_BACKEND_H
+#define URT_BACKEND_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "urt.h"
+#include "backend/op.h"
+
+struct urt__backend;
+
+struct urt__backend_config {
+    unsigned          entries;     /* submission queue size                                     */
+    bool              quiet;       /* no message on stderr when the kernel refuses              */
+    struct urt_stats *stats;       /* the counters it keeps: sqes, cqes, enters, ops in flight  */
+    void             *ctx;         /* passed to every on_complete                               */
+    /* Called when the submission queue is full while an operation is being queued: it must run
+       urt__backend_poll(b, false, 0) (on the scheduler's stack) and return. */
+    void            (*flush)(void *ctx);
+};
+
+/* 0, or -ENOSYS (no io_uring or too old), -EPERM (disabled), -ENOMEM (with what to raise). */
+int  urt__backend_open(struct urt__backend **out, const struct urt__backend_config *cfg);
+void urt__backend_close(struct urt__backend *b);
+
+/*
+ * Queues op; never fails. A full queue is flushed through cfg.flush until there is room, leaving
+ * a few slots that only urgent operations (cancels) may take, so a cancel always finds room. The
+ * operation counts as in flight until its last completion.
+ */
+void urt__backend_submit(struct urt__backend *b, struct urt__op *op);
+/* Queues n operations that must reach the kernel in one batch (a chain tied by op->link). */
+void urt__backend_submit_chain(struct urt__backend *b, struct urt__op *const *ops, unsigned n);
+/* Queues an urgent cancel of target; its completion goes to report (NULL: ignored). */
+void urt__backend_cancel(struct urt__backend *b, struct urt__op *target, struct urt__op *report);
+
+/*
+ * Submits what is queued and reaps completions, calling their handlers. wait: block until at
+ * least one completion or until timeout_ns (relative; UINT64_MAX: no limit). Returns 0, or the
+ * negative errno of an io_uring_enter failure that retrying cannot mend (say, a forked child
+ * using its parent's ring): the ring is then unusable.
+ */
+int  urt__backend_poll(struct urt__backend *b, bool wait, uint64_t timeout_ns);
+
+/* Flags of the setup that worked (IORING_SETUP_*), for urt_ring_flags. */
+unsigned urt__backend_flags(const struct urt__backend *b);
+
+#endif

@@ -1,0 +1,308 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * uring.c - the io_uring backend: the only file that knows io_uring.
+ *
+ * Operations only queue SQEs; all submission happens in the scheduler's one io_uring_enter per
+ * turn. A full SQ is flushed at once (the kernel takes every SQE of a non-SQPOLL ring in the
+ * enter), so an operation never fails for want of a slot. Each SQE's user_data is its operation
+ * record's address; the reap hands the completion to the record's own handler and knows no kind.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <liburing.h>
+
+#include "base/compiler.h"
+#include "base/fault.h"
+#include "backend/backend.h"
+
+/* user_data of requests whose completion nobody wants. */
+#define UDATA_IGNORE 0ull
+
+struct urt__backend {
+    struct io_uring   ring;
+    unsigned          setup_flags;  /* IORING_SETUP_* it runs with                      */
+    unsigned          sq_reserve;   /* SQ slots kept free for urgent requests (cancels)  */
+    struct urt_stats *st;
+    void             *ctx;
+    void            (*flush)(void *ctx);
+};
+
+static const char *enomem_hint =
+    "urt: io_uring_setup: out of memory for the ring (raise the locked-memory limit, ulimit -l, "
+    "or lower urt_config.ring_entries)\n";
+
+int urt__backend_open(struct urt__backend **out, const struct urt__backend_config *cfg)
+{
+    /* Best first: one issuer, task work run only when we enter, and a registered ring fd. Older
+       kernels refuse flags they do not know with -EINVAL: drop them one step at a time. */
+    static const unsigned tries[] = {
+        IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN,
+        IORING_SETUP_COOP_TASKRUN | IORING_SETUP_SINGLE_ISSUER,
+        IORING_SETUP_COOP_TASKRUN,
+        0,
+    };
+    struct urt__backend *b = urt__calloc(1, sizeof *b);
+    if (!b)
+        return -ENOMEM;
+    b->st = cfg->stats;
+    b->ctx = cfg->ctx;
+    b->flush = cfg->flush;
+    int ret = -EINVAL;
+    for (size_t i = 0; i < sizeof tries / sizeof tries[0]; i++) {
+        struct io_uring_params p;
+        memset(&p, 0, sizeof p);
+        /* A generous CQ: completions of every queued SQE plus cancels fit, and the kernel's
+           NODROP overflow list covers anything beyond. */
+        p.flags = tries[i] | IORING_SETUP_CQSIZE | IORING_SETUP_CLAMP;
+        p.cq_entries = cfg->entries * 8;
+        ret = io_uring_queue_init_params(cfg->entries, &b->ring, &p);
+        if (ret == 0) {
+            b->setup_flags = tries[i];
+            if (!(p.features & IORING_FEAT_NODROP) || !(p.features & IORING_FEAT_EXT_ARG)) {
+                /* Pre-5.11 kernels: waits with a timeout would need an extra SQE; not worth it. */
+                io_uring_queue_exit(&b->ring);
+                ret = -ENOSYS;
+                break;
+            }
+            io_uring_register_ring_fd(&b->ring); /* optional: saves an fd lookup per enter */
+            b->sq_reserve = b->ring.sq.ring_entries >= 16 ? 4 : 1;
+            *out = b;
+            return 0;
+        }
+        if (ret != -EINVAL)
+            break;
+    }
+    free(b);
+    if (!cfg->quiet) {
+        if (ret == -ENOSYS)
+            fprintf(stderr, "urt: io_uring is not available in this kernel (5.11 or later needed)\n");
+        else if (ret == -EPERM)
+            fprintf(stderr, "urt: io_uring is disabled here (sysctl kernel.io_uring_disabled, "
+                            "or a seccomp filter)\n");
+        else if (ret == -ENOMEM)
+            fputs(enomem_hint, stderr);
+        else
+            fprintf(stderr, "urt: io_uring_setup failed: %s\n", strerror(-ret));
+    }
+    return ret;
+}
+
+void urt__backend_close(struct urt__backend *b)
+{
+    io_uring_queue_exit(&b->ring);
+    free(b);
+}
+
+unsigned urt__backend_flags(const struct urt__backend *b)
+{
+    return b->setup_flags;
+}
+
+/* ---- queueing ---- */
+
+/* The one place an operation becomes an SQE. */
+static void prep(struct io_uring_sqe *sqe, const struct urt__op *op, uint64_t user_data)
+{
+    switch (op->kind) {
+    case URT__OP_READ:
+        io_uring_prep_read(sqe, op->fd, op->buf, op->len, op->off);
+        break;
+    case URT__OP_WRITE:
+        io_uring_prep_write(sqe, op->fd, op->buf, op->len, op->off);
+        break;
+    case URT__OP_READV:
+        io_uring_prep_readv(sqe, op->fd, op->buf, op->len, op->off);
+        break;
+    case URT__OP_WRITEV:
+        io_uring_prep_writev(sqe, op->fd, op->buf, op->len, op->off);
+        break;
+    case URT__OP_RECV:
+        io_uring_prep_recv(sqe, op->fd, op->buf, op->len, op->flags);
+        break;
+    case URT__OP_SEND:
+        io_uring_prep_send(sqe, op->fd, op->buf, op->len, op->flags);
+        break;
+    case URT__OP_RECVMSG:
+        io_uring_prep_recvmsg(sqe, op->fd, op->buf, (unsigned)op->flags);
+        break;
+    case URT__OP_SENDMSG:
+        io_uring_prep_sendmsg(sqe, op->fd, op->buf, (unsigned)op->flags);
+        break;
+    case URT__OP_ACCEPT:
+        io_uring_prep_accept(sqe, op->fd, op->buf, (socklen_t *)(uintptr_t)op->off, op->flags);
+        break;
+    case URT__OP_ACCEPT_MULTI:
+        io_uring_prep_multishot_accept(sqe, op->fd, NULL, NULL, op->flags);
+        break;
+    case URT__OP_CONNECT:
+        io_uring_prep_connect(sqe, op->fd, op->buf, op->len);
+        break;
+    case URT__OP_SOCKET:
+        io_uring_prep_socket(sqe, op->fd, op->flags, (int)op->len, 0);
+        break;
+    case URT__OP_OPEN:
+        io_uring_prep_openat(sqe, AT_FDCWD, op->buf, op->flags, (mode_t)op->off);
+        break;
+    case URT__OP_CLOSE:
+        io_uring_prep_close(sqe, op->fd);
+        break;
+    case URT__OP_FSYNC:
+        io_uring_prep_fsync(sqe, op->fd, op->flags ? IORING_FSYNC_DATASYNC : 0);
+        break;
+    case URT__OP_SHUTDOWN:
+        io_uring_prep_shutdown(sqe, op->fd, op->flags);
+        break;
+    case URT__OP_POLL:
+        io_uring_prep_poll_add(sqe, op->fd, (unsigned)(unsigned short)op->flags);
+        break;
+    case URT__OP_TIMEOUT: {
+        /* The kernel reads the timespec when the SQE is submitted, not here: it lives in the
+           operation record's buffer, which outlives the submission. */
+        struct __kernel_timespec *ts = op->buf;
+        ts->tv_sec = (long long)(op->off / 1000000000ull);
+        ts->tv_nsec = (long long)(op->off % 1000000000ull);
+        io_uring_prep_timeout(sqe, ts, 0, IORING_TIMEOUT_ABS);
+        break;
+    }
+    case URT__OP_CANCEL:
+        io_uring_prep_cancel64(sqe, (uint64_t)(uintptr_t)op->buf, 0);
+        break;
+    case URT__OP_CANCEL_FD:
+        io_uring_prep_cancel_fd(sqe, op->fd, IORING_ASYNC_CANCEL_ALL);
+        break;
+    default:
+        io_uring_prep_nop(sqe);
+        break;
+    }
+    if (op->link == URT__LINK_SOFT)
+        sqe->flags |= IOSQE_IO_LINK;
+    else if (op->link == URT__LINK_HARD)
+        sqe->flags |= IOSQE_IO_HARDLINK;
+    io_uring_sqe_set_data64(sqe, user_data);
+}
+
+static inline uint64_t udata(const struct urt__op *op)
+{
+    return op->on_complete ? (uint64_t)(uintptr_t)op : UDATA_IGNORE;
+}
+
+static void full(struct urt__backend *b)
+{
+    b->st->sq_full++;
+    b->flush(b->ctx);
+}
+
+static struct io_uring_sqe *get_sqe(struct urt__backend *b, unsigned reserve)
+{
+    for (;;) {
+        /* (The injected "full" spares urgent requests: urt_close's chain relies on the room made
+           for it, and a real full queue cannot happen inside it.) */
+        if (io_uring_sq_space_left(&b->ring) > reserve &&
+            !(reserve && urt__fault(URT__FAULT_SQ_FULL))) {
+            struct io_uring_sqe *sqe = io_uring_get_sqe(&b->ring);
+            if (likely(sqe != NULL)) {
+                b->st->ops_inflight++;
+                return sqe;
+            }
+        }
+        /* Full: hand the queue to the kernel now rather than fail the caller. */
+        full(b);
+    }
+}
+
+void urt__backend_submit(struct urt__backend *b, struct urt__op *op)
+{
+    if (unlikely(op->urgent))
+        b->st->cancels++;
+    prep(get_sqe(b, op->urgent ? 0 : b->sq_reserve), op, udata(op));
+}
+
+void urt__backend_submit_chain(struct urt__backend *b, struct urt__op *const *ops, unsigned n)
+{
+    /* A flush between two linked SQEs would cut the link: make room for all of them first. */
+    unsigned need = n + (ops[0]->urgent ? 0 : b->sq_reserve);
+    while (io_uring_sq_space_left(&b->ring) < need)
+        full(b);
+    for (unsigned i = 0; i < n; i++) {
+        if (ops[i]->urgent)
+            b->st->cancels++;
+        struct io_uring_sqe *sqe = io_uring_get_sqe(&b->ring);
+        b->st->ops_inflight++;
+        prep(sqe, ops[i], udata(ops[i]));
+    }
+}
+
+void urt__backend_cancel(struct urt__backend *b, struct urt__op *target, struct urt__op *report)
+{
+    struct urt__op c = { .kind = URT__OP_CANCEL, .urgent = 1, .buf = target };
+    b->st->cancels++;
+    prep(get_sqe(b, 0), &c, report ? udata(report) : UDATA_IGNORE);
+}
+
+/* ---- submitting and reaping ---- */
+
+static void reap(struct urt__backend *b)
+{
+    struct io_uring_cqe *cqe;
+    unsigned head, n = 0, more = 0;
+    io_uring_for_each_cqe(&b->ring, head, cqe) {
+        n++;
+        if (cqe->user_data == UDATA_IGNORE || cqe->user_data == LIBURING_UDATA_TIMEOUT)
+            continue;
+        struct urt__op *op = (struct urt__op *)(uintptr_t)cqe->user_data;
+        unsigned flags = 0;
+        /* A multishot request stays in flight while the kernel says more will follow. */
+        if (unlikely(cqe->flags & IORING_CQE_F_MORE)) {
+            more++;
+            flags = URT__OP_MORE;
+        }
+        op->on_complete(b->ctx, op, cqe->res, flags);
+    }
+    if (n) {
+        io_uring_cq_advance(&b->ring, n);
+        b->st->cqes_reaped += n;
+        b->st->ops_inflight -= n - more;
+        b->st->cqes_more += more;
+    }
+}
+
+/* One io_uring_enter. The errors that mean "reap, then go on" are absorbed; any other means the
+   ring cannot be used from here (a forked child, a ring fd closed under us) and is returned. */
+static int enter(struct urt__backend *b, bool wait, uint64_t timeout_ns)
+{
+    unsigned queued = io_uring_sq_ready(&b->ring);
+    int ret;
+    b->st->enter_calls++;
+    if (urt__fault(URT__FAULT_ENTER_BUSY) || urt__fault(URT__FAULT_ENTER_AGAIN) ||
+        urt__fault(URT__FAULT_ENTER_INTR))
+        return 0;   /* as if the kernel had said -EBUSY, -EAGAIN or -EINTR: nothing was done */
+    if (!wait) {
+        ret = io_uring_submit_and_get_events(&b->ring);
+    } else if (timeout_ns == UINT64_MAX) {
+        ret = io_uring_submit_and_wait(&b->ring, 1);
+    } else {
+        struct __kernel_timespec ts = {
+            .tv_sec = (long long)(timeout_ns / 1000000000ull),
+            .tv_nsec = (long long)(timeout_ns % 1000000000ull),
+        };
+        struct io_uring_cqe *cqe;
+        ret = io_uring_submit_and_wait_timeout(&b->ring, &cqe, 1, &ts, NULL);
+    }
+    unsigned left = io_uring_sq_ready(&b->ring);
+    b->st->sqes_submitted += queued - left;
+    /* -EBUSY/-EAGAIN: the kernel holds back until we reap; -EINTR, -ETIME: nothing lost. */
+    if (ret < 0 && ret != -EINTR && ret != -EAGAIN && ret != -EBUSY && ret != -ETIME)
+        return ret;
+    return 0;
+}
+
+int urt__backend_poll(struct urt__backend *b, bool wait, uint64_t timeout_ns)
+{
+    int err = enter(b, wait, timeout_ns);
+    reap(b);
+    return err;
+}

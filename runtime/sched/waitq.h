@@ -1,0 +1,42 @@
+/* SPDX-License-Identifier: MIT */
+/* waitq.h - queues of parked tasks (join, channels, groups, listeners), FIFO, interruptible. */
+#ifndef URT_SCHED_WAITQ_H
+#define URT_SCHED_WAITQ_H
+
+#include <stdbool.h>
+
+struct urt_runtime;
+struct urt_task;
+struct urt__wqueue;
+
+/* A parked task in a waiter queue. Lives on the waiting task's stack. */
+struct urt__waiter {
+    struct urt_task    *task;
+    struct urt__waiter *prev, *next;
+    struct urt__wqueue *queue;   /* NULL once woken or unlinked                                 */
+    void               *elem;    /* channels: where to copy from or to                          */
+    const char         *what;    /* for urt_dump: "join", "chan_send"...                        */
+    const void         *obj;     /* for urt_dump: the task, channel or group waited on          */
+    int                 result;
+    bool                done;
+};
+
+struct urt__wqueue {
+    struct urt__waiter *head, *tail;
+};
+
+void urt__wq_push(struct urt__wqueue *q, struct urt__waiter *w);
+void urt__wq_remove(struct urt__waiter *w);
+struct urt__waiter *urt__wq_pop(struct urt__wqueue *q);
+/* Takes w off its queue (if still on one), hands it result and readies its task. */
+void urt__wq_wake(struct urt_runtime *rt, struct urt__waiter *w, int result);
+void urt__wq_wake_all(struct urt_runtime *rt, struct urt__wqueue *q, int result);
+/*
+ * Parks the current task on q (NULL: on no queue, for a waker that holds w itself) until
+ * urt__wq_wake or, if interruptible, its cancellation or deadline. Returns the waker's result,
+ * or -ECANCELED / -ETIMEDOUT / -ENOMEM (w is then off the queue).
+ */
+int  urt__wq_wait(struct urt_runtime *rt, struct urt__wqueue *q, struct urt__waiter *w,
+                  bool interruptible);
+
+#endif
