@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * echo_server - a TCP echo server with one urt task per connection.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * fetch - a concurrent web fetcher: one urt task per URL, the example that trio and asks made
  * popular.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * timers - two tasks that overlap in time, the classic asyncio demonstration written with urt.
  *

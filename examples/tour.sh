@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # A short tour of urt: builds it (installing what it needs on Debian 12 as root), then runs the
 # timers example and the benchmarks at modest sizes, each printing what it measured and its ratio
 # to the baseline run beside it.

@@ -201,8 +201,8 @@ urt_task *urt_spawn_ex(urt_fn fn, void *arg, const struct urt_spawn_opts *opts);
 int urt_join(urt_task *t);
 
 /* (T) Lets t release itself when it ends; t's status is then lost. Returns 0, or -EINVAL when t is
-   not joinable (NULL, joined, detached already, a group's member). The void urt_detach of
-   DESIGN.md is urt_detach; urt_detach_checked reports the error. */
+   not joinable (NULL, joined, detached already, a group's member). urt_detach ignores the
+   error (it returns nothing, as in most runtimes); urt_detach_checked reports it. */
 void urt_detach(urt_task *t);
 int  urt_detach_checked(urt_task *t);
 

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # accept_bench.sh - what a connection costs the server: one multishot accept for all connections
 # against one accept request per connection, in urt (urt_listener / urt_accept) and by hand (raw
 # liburing), under a connection storm.

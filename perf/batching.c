@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * batching - how few system calls urt makes: counted, so noise cannot move the figures.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* bench.h - the small helpers the benchmarks in perf/ share: a clock and option parsing. */
 #ifndef URT_PERF_BENCH_H
 #define URT_PERF_BENCH_H

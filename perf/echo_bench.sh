@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # echo_bench.sh - urt's echo server against the hand-written baselines (raw liburing, epoll).
 #
 # Builds nothing: it expects build/ (cmake -S . -B build && cmake --build build). For every

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # echo_instructions.sh - user-space instructions per request of an echo server, by callgrind.
 #
 #   perf/echo_instructions.sh [--conns C] [--size M] [--seconds S] [--] SERVER [SERVER ARGS...]
@@ -21,7 +22,7 @@ while [ $# -gt 0 ]; do
     --conns) conns=${2:?}; shift 2 ;;
     --size) size=${2:?}; shift 2 ;;
     --seconds) seconds=${2:?}; shift 2 ;;
-    --help|-h) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --help|-h) sed -n '3,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     --) shift; break ;;
     *) break ;;
     esac

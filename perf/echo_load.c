@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * echo_load - a closed-loop load generator for echo servers, not built on urt (plain epoll, so
  * that it measures the server, not the runtime under test).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * idle_conns - opens many TCP connections to a server and holds them idle, to measure what an
  * idle connection costs the server. Not built on urt (plain epoll).

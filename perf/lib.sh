@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # shellcheck shell=bash disable=SC2154,SC2034  # $root, $build in; $pin_srv, $pin_cli out
 # perf/lib.sh - what the benchmark scripts share. Sourced by echo_bench.sh and soak.sh, which set
 # $root and $build first.

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # soak.sh - urt's echo server under a minute (--seconds) of mixed load, then a graceful shutdown.
 #
 # Builds nothing: it expects build/ (cmake -S . -B build && cmake --build build). The server,

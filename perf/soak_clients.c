@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * soak_clients - misbehaving clients for an echo server's soak test (perf/soak.sh). Not built on
  * urt (plain sockets and epoll), loopback only.

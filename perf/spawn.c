@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * spawn - how many tasks per second urt can start and finish.
  *

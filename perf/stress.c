@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * stress - a mass of sleeping tasks: N tasks that each sleep M ms, all alive at once.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * switch - the cost of one task switch: two urt tasks yielding to each other.
  *

@@ -1,6 +1,7 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * timers - how sleepers are woken: urt's userland timers (an in-order list and a heap under one
- * kernel wait) against one IORING_OP_TIMEOUT per sleeper (DESIGN.md section 3 asks for both).
+ * kernel wait) against one IORING_OP_TIMEOUT per sleeper (docs/architecture.md, "Timers").
  *
  * The same job twice in one process: N tasks each call urt_sleep(M ms), once with urt's timers and
  * once with urt_config.kernel_timers, where each sleep is an IORING_OP_TIMEOUT. Spawning costs the

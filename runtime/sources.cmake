@@ -1,6 +1,6 @@
 # SPDX-License-Identifier: MIT
-# The runtime's sources, one folder per layer, each knowing only those below it (DESIGN.md
-# section 1; docs/architecture.md): services on ops on sched on backend on switch, base under all.
+# The runtime's sources, one folder per layer, each knowing only those below it
+# (docs/architecture.md): services on ops on sched on backend on switch, base under all.
 if(CMAKE_SYSTEM_PROCESSOR MATCHES "aarch64|arm64")
   set(URT_SWITCH ${PROJECT_SOURCE_DIR}/runtime/switch/arch/switch_aarch64.S)
 else()

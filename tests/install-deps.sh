@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # Installs what building and testing urt needs on Debian 12 (as root), where it is missing.
 # Sourced by tests/run.sh and examples/tour.sh. valgrind: the core suites also run under memcheck.
 need=()

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # Builds urt and runs every test. Installs what it needs on Debian 12 when run as root.
 #   tests/run.sh              plain build in build/
 #   tests/run.sh --sanitize   AddressSanitizer + UndefinedBehaviorSanitizer build in build-asan/
@@ -25,6 +26,7 @@ case "${1:-}" in
 "") ;;
 *) echo "usage: $0 [--sanitize | --faults]" >&2; exit 2 ;;
 esac
+flags+=(-DURT_WERROR=ON)   # a warning fails the build, in every mode
 cmake -S . -B "$dir" "${flags[@]}" >/dev/null
 cmake --build "$dir" -j"$(nproc)"
 cd "$dir"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * urt_test.h - what every test file of urt shares.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* echo_common.h - what the hand-written echo servers in perf/baselines/ share: options
    (--host, --port, --help), the listening socket and its "listening on HOST:PORT" line, and
    exiting 0 on SIGINT/SIGTERM. */

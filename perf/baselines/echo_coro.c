@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * echo_coro - the floor of the stackful design: the echo server with one coroutine per
  * connection, as urt's, but with nothing of urt around the context switch.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * echo_epoll - the baseline echo server done with epoll and non-blocking sockets
  * (perf/echo_bench.sh compares it and urt's echo server with the raw liburing one).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * echo_uring - the baseline echo server done by hand with raw liburing: what urt's echo server
  * is measured against (perf/echo_bench.sh).

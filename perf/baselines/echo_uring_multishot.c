@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * echo_uring_multishot - the raw liburing echo server again, with a multishot recv per
  * connection into a ring of provided buffers: what those two io_uring features save by hand,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * switch_bare.c - the bare two-context ping-pong: the floor for perf/switch.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* switch_bare.h - the baseline of perf/switch: urt's context switch with no scheduler around it. */
 #ifndef URT_PERF_SWITCH_BARE_H
 #define URT_PERF_SWITCH_BARE_H

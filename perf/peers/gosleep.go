@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: MIT
+
 // gosleep: the job of perf/stress in Go, as its peer: N goroutines that each sleep M ms, all
 // alive at once. Built by CMake where Debian's golang-go is installed.
 package main

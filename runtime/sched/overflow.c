@@ -18,6 +18,8 @@
 #include "sched/sched.h"
 
 #define ALTSTACK_SIZE (64 * 1024)
+/* A stack pointer this close to the bottom of an unguarded stack at a fault means overflow. */
+#define EDGE 256
 
 static struct sigaction previous;
 static pthread_once_t installed = PTHREAD_ONCE_INIT;
@@ -85,11 +87,15 @@ static void on_segv(int sig, siginfo_t *si, void *uc)
     struct urt_task *t = rt ? rt->current : NULL;
     if (t && urt__stack_in_guard(&t->stack, si->si_addr))
         urt__overflow_report(t, si->si_addr);
-    /* An unguarded stack ran on into something unmapped: its canary is gone, or the stack
-       pointer itself is below the stack (a frame can step over the canary word). */
+    /* An unguarded stack ran on into something unmapped: its canary is gone, the stack pointer
+       is below the stack or within a frame of its bottom (a frame can step over the canary
+       word, and a call at the edge faults before the pointer moves), or the fault lies just
+       under the stack. */
     if (t && !t->stack.guard) {
         uintptr_t sp = fault_sp(uc), lo = (uintptr_t)urt__stack_canary(&t->stack);
-        if (*urt__stack_canary(&t->stack) != URT__CANARY || (sp && sp < lo && lo - sp < (1u << 20)))
+        uintptr_t addr = (uintptr_t)si->si_addr;
+        if (*urt__stack_canary(&t->stack) != URT__CANARY || (sp && sp < lo + EDGE && sp + (1u << 20) > lo) ||
+            (addr < lo && lo - addr < (1u << 20)))
             urt__overflow_report(t, NULL);
     }
     /* Not ours: put the old disposition back; returning re-runs the faulting instruction. */

@@ -200,12 +200,6 @@ static int submit(struct urt_runtime *rt, struct pool *b, struct job *j)
     return err;
 }
 
-/*
- * Runs fn(arg) on a helper thread. cancellable: the caller may leave on cancel or deadline, and
- * cleanup(arg, result) then runs when the job ends; otherwise the caller waits it out. When the
- * call fails (returns nonzero), cleanup(arg, -1) has run or will run: arg is no longer the
- * caller's. On success *result is fn's and arg is the caller's again.
- */
 /* The part of a call that may need stack: the pool, the job, a new thread (scheduler's stack). */
 struct start {
     struct job *j;
@@ -235,7 +229,34 @@ static void alloc_job(struct urt_runtime *rt, void *arg)
     *(struct job **)arg = urt__calloc(1, sizeof(struct job));
 }
 
-/* Runs fn(arg) on a helper thread; see urt__blocking_call's promises below. */
+/* cleanup(arg, -1) for a job that never started, on the scheduler's stack (it frees). */
+struct cleanup_call {
+    void (*fn)(void *, int);
+    void  *arg;
+};
+
+static void cleanup_here(struct urt_runtime *rt, void *p)
+{
+    (void)rt;
+    struct cleanup_call *c = p;
+    c->fn(c->arg, -1);
+}
+
+static void run_cleanup(struct urt_runtime *rt, void (*fn)(void *, int), void *arg)
+{
+    struct cleanup_call c = { fn, arg };
+    if (rt)
+        urt__on_sched_stack(rt, cleanup_here, &c);
+    else
+        fn(arg, -1);
+}
+
+/*
+ * Runs fn(arg) on a helper thread. cancellable: the caller may leave on cancel or deadline, and
+ * cleanup(arg, result) then runs when the job ends; otherwise the caller waits it out. When the
+ * call fails (returns nonzero), cleanup(arg, -1) has run or will run: arg is no longer the
+ * caller's. On success *result is fn's and arg is the caller's again.
+ */
 static int urt__blocking_call(urt_fn fn, void *arg, void (*cleanup)(void *, int), bool cancellable,
                        int *result)
 {
@@ -250,7 +271,7 @@ static int urt__blocking_call(urt_fn fn, void *arg, void (*cleanup)(void *, int)
     }
     if (err) {
         if (cleanup)
-            cleanup(arg, -1);
+            run_cleanup(rt, cleanup, arg);
         return err;
     }
     struct urt__waiter w = { .what = "blocking", .obj = (void *)fn };
@@ -263,7 +284,7 @@ static int urt__blocking_call(urt_fn fn, void *arg, void (*cleanup)(void *, int)
     if (st.err) {
         urt__on_sched_stack(rt, free_job, j);
         if (cleanup)
-            cleanup(arg, -1);
+            run_cleanup(rt, cleanup, arg);
         return st.err;
     }
     /* 0 only from collect(): the job is finished. Otherwise the caller was cancelled or timed out
@@ -335,28 +356,55 @@ static void free_gai(void *p, int result)
     free(g);
 }
 
+struct gai_args {
+    const char            *node, *service;
+    const struct addrinfo *hints;
+    struct gai_job        *g;
+};
+
+static void make_gai(struct urt_runtime *rt, void *arg)
+{
+    (void)rt;
+    struct gai_args *a = arg;
+    struct gai_job *g = calloc(1, sizeof *g);
+    if (!g)
+        return;
+    g->node = a->node ? strdup(a->node) : NULL;
+    g->service = a->service ? strdup(a->service) : NULL;
+    if ((a->node && !g->node) || (a->service && !g->service)) {
+        free_gai(g, -1);
+        return;
+    }
+    if (a->hints) {
+        g->hints = *a->hints;
+        g->hints.ai_addr = NULL;
+        g->hints.ai_canonname = NULL;
+        g->hints.ai_next = NULL;
+        g->has_hints = true;
+    }
+    a->g = g;
+}
+
+static void free_gai_here(struct urt_runtime *rt, void *g)
+{
+    (void)rt;
+    free_gai(g, -1);
+}
+
 int urt_getaddrinfo(const char *node, const char *service, const struct addrinfo *hints,
                     struct addrinfo **res)
 {
     if (!res || (!node && !service))
         return EAI_NONAME;
     /* The job owns copies of its strings: an abandoned job outlives the caller's frame. */
-    struct gai_job *g = calloc(1, sizeof *g);
+    struct gai_args a = { node, service, hints, NULL };
+    if (urt__rt)
+        urt__on_sched_stack(urt__rt, make_gai, &a);   /* malloc: not on a compact stack */
+    else
+        make_gai(NULL, &a);
+    struct gai_job *g = a.g;
     if (!g)
         return EAI_MEMORY;
-    g->node = node ? strdup(node) : NULL;
-    g->service = service ? strdup(service) : NULL;
-    if ((node && !g->node) || (service && !g->service)) {
-        free_gai(g, -1);
-        return EAI_MEMORY;
-    }
-    if (hints) {
-        g->hints = *hints;
-        g->hints.ai_addr = NULL;
-        g->hints.ai_canonname = NULL;
-        g->hints.ai_next = NULL;
-        g->has_hints = true;
-    }
     int result;
     int err = urt__blocking_call(run_gai, g, free_gai, true, &result);
     if (err) {
@@ -367,6 +415,6 @@ int urt_getaddrinfo(const char *node, const char *service, const struct addrinfo
     if (result == EAI_SYSTEM)
         errno = g->saved_errno;
     g->res = NULL;
-    free_gai(g, -1);
+    urt__on_sched_stack(urt__rt, free_gai_here, g);
     return result;
 }
