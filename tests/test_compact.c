@@ -239,6 +239,61 @@ UT_TEST(dump_task_fits_with_compact_default)
     assert_non_null(strstr(r.text, "urt-dump"));
 }
 
+/* ---- 8. an overflow that faults with the stack pointer at the bottom edge is reported ---- */
+
+#if defined(__x86_64__) && !defined(__SANITIZE_ADDRESS__)
+/* The first compact task of a runtime gets the lowest slot of a fresh arena: nothing is mapped
+   under it. With the stack pointer a few words above the slot's bottom (the canary untouched), a
+   leaf function's red zone reaches under it: the fault must still name the task. */
+static int edge_fault(void *arg)
+{
+    (void)arg;
+    uintptr_t hdr = (uintptr_t)urt_self() & 0x0000ffffffffffc0ull;
+    uintptr_t lo = hdr & ~(uintptr_t)(COMPACT_1K - 1);
+    __asm__ volatile("mov %0, %%rsp\n\tmovb $1, -256(%%rsp)" : : "r"(lo + 64) : "memory");
+    return 0;
+}
+
+static int edge_main(void *arg)
+{
+    (void)arg;
+    struct urt_spawn_opts o = { .name = "edge-of-stack", .stack_size = COMPACT_1K };
+    urt_join(urt_spawn_ex(edge_fault, NULL, &o));
+    return 0;
+}
+
+UT_TEST(compact_overflow_at_the_edge_is_reported)
+{
+    int p[2];
+    assert_int_equal(pipe(p), 0);
+    fflush(stdout);
+    fflush(stderr);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        dup2(p[1], 2);
+        signal(SIGSEGV, SIG_DFL);
+        signal(SIGABRT, SIG_DFL);
+        urt_run(edge_main, NULL, NULL);
+        _exit(0);   /* not reached */
+    }
+    close(p[1]);
+    char text[1024] = { 0 };
+    size_t len = 0;
+    ssize_t n;
+    while (len < sizeof text - 1 && (n = read(p[0], text + len, sizeof text - 1 - len)) > 0)
+        len += (size_t)n;
+    close(p[0]);
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    UT_NOTE("  %s", text);
+    assert_true(WIFSIGNALED(status));
+    assert_int_equal(WTERMSIG(status), SIGABRT);
+    assert_non_null(strstr(text, "edge-of-stack"));
+    assert_non_null(strstr(text, "overflowed"));
+}
+#endif
+
 /* ---- 10,000 compact tasks: socket I/O, sleeps, channels, urt_close, deadlines, cancels,
    ending in waves (so that stacks are trimmed) ---- */
 
@@ -380,6 +435,9 @@ int main(void)
         cmocka_unit_test(compact_task_joins_thousands_of_big_ones),
         cmocka_unit_test(compact_server_accepts_a_burst_beside_abandoned_lookups),
         cmocka_unit_test(dump_task_fits_with_compact_default),
+#if defined(__x86_64__) && !defined(__SANITIZE_ADDRESS__)
+        cmocka_unit_test(compact_overflow_at_the_edge_is_reported),
+#endif
         cmocka_unit_test(ten_thousand_compact_tasks_do_everything),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
