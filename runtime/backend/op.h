@@ -12,14 +12,14 @@
 #include <stdint.h>
 
 enum urt__op_kind {
-    URT__OP_NOP,
+    URT__OP_NOP,           /* (NOP to SENDMSG: plain kinds, the backend's fast path)        */
     URT__OP_READ,          /* fd, buf, len, off                                             */
     URT__OP_WRITE,
     URT__OP_READV,         /* fd, buf = iovec array, len = count, off                       */
     URT__OP_WRITEV,
     URT__OP_RECV,          /* fd, buf, len, flags = MSG_*                                   */
     URT__OP_SEND,
-    URT__OP_RECVMSG,       /* fd, buf = msghdr, flags                                       */
+    URT__OP_RECVMSG,       /* fd, buf = msghdr, len = 1, flags                              */
     URT__OP_SENDMSG,
     URT__OP_ACCEPT,        /* fd, buf = sockaddr, off = (socklen_t *), flags = SOCK_*        */
     URT__OP_ACCEPT_MULTI,  /* fd, flags: one request, a completion per connection           */

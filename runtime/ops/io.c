@@ -104,7 +104,7 @@ ssize_t urt_recvmsg(int fd, struct msghdr *msg, int flags)
     int err = urt__op_begin(&o);
     if (err)
         return err;
-    urt__op_prepare(&o, URT__OP_RECVMSG, fd, msg, 0, flags, 0);
+    urt__op_prepare(&o, URT__OP_RECVMSG, fd, msg, 1, flags, 0);
     int res = urt__op_wait(&o);
     if (res >= 0) {
         defined_iov(msg->msg_iov, (int)msg->msg_iovlen, (size_t)res);
@@ -121,7 +121,7 @@ ssize_t urt_sendmsg(int fd, const struct msghdr *msg, int flags)
 {
     if (!msg)
         return -EFAULT;
-    return simple(URT__OP_SENDMSG, fd, msg, 0, flags, 0);
+    return simple(URT__OP_SENDMSG, fd, msg, 1, flags, 0);
 }
 
 int urt_accept(int fd, struct sockaddr *addr, socklen_t *addrlen, int flags)

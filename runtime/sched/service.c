@@ -12,12 +12,3 @@ void urt__service_add(struct urt_runtime *rt, struct urt__service *s,
     s->next = rt->services;
     rt->services = s;
 }
-
-struct urt__service *urt__service_find(const struct urt_runtime *rt,
-                                       const struct urt__service_ops *ops)
-{
-    for (struct urt__service *s = rt->services; s; s = s->next)
-        if (s->ops == ops)
-            return s;
-    return NULL;
-}

@@ -35,8 +35,14 @@ struct urt__service {
 /* Adds s (which lives as long as the runtime, or until the service's own runtime_end). */
 void urt__service_add(struct urt_runtime *rt, struct urt__service *s,
                       const struct urt__service_ops *ops);
-/* The registered service with these ops, or NULL. */
-struct urt__service *urt__service_find(const struct urt_runtime *rt,
-                                       const struct urt__service_ops *ops);
+/* The registered service with these ops, or NULL (a few of them at most: a short walk). */
+static inline struct urt__service *urt__service_find(struct urt__service *list,
+                                                     const struct urt__service_ops *ops)
+{
+    for (struct urt__service *s = list; s; s = s->next)
+        if (s->ops == ops)
+            return s;
+    return NULL;
+}
 
 #endif

@@ -140,7 +140,7 @@ static const struct urt__service_ops pool_ops = {
 /* The pool, made on first use; NULL with *err = -errno (-ENOMEM, -EMFILE, -ENFILE). */
 static struct pool *pool(struct urt_runtime *rt, int *err)
 {
-    struct pool *b = (struct pool *)urt__service_find(rt, &pool_ops);
+    struct pool *b = (struct pool *)urt__service_find(rt->services, &pool_ops);
     if (b)
         return b;
     b = urt__calloc(1, sizeof *b);

@@ -159,7 +159,7 @@ struct new_args {
 static void alloc_listener(struct urt_runtime *rt, void *arg)
 {
     struct new_args *a = arg;
-    struct listeners *svc = (struct listeners *)urt__service_find(rt, &listeners_ops);
+    struct listeners *svc = (struct listeners *)urt__service_find(rt->services, &listeners_ops);
     if (!svc) {
         svc = urt__calloc(1, sizeof *svc);
         if (!svc)

@@ -247,7 +247,7 @@ ssize_t urt_send_recv(int fd, const void *out, size_t out_len, void *in, size_t 
     int err = urt__op_begin(&p.recv);
     if (err)
         return err;
-    struct pairs *svc = (struct pairs *)urt__service_find(rt, &pairs_ops);
+    struct pairs *svc = (struct pairs *)urt__service_find(rt->services, &pairs_ops);
     if (unlikely(!svc)) {
         urt__on_sched_stack(rt, create, &svc);
         if (!svc)
