@@ -175,15 +175,6 @@ int urt_poll(int fd, short events)
     return simple(URT__OP_POLL, fd, NULL, 0, (unsigned short)events, 0);
 }
 
-/* The services' fd_closed hooks, on the scheduler's stack (they may allocate). */
-static void tell_services(struct urt_runtime *rt, void *arg)
-{
-    int fd = *(int *)arg;
-    for (struct urt__service *s = rt->services; s; s = s->next)
-        if (s->ops->fd_closed)
-            s->ops->fd_closed(rt, s, fd);
-}
-
 int urt_close(int fd)
 {
     struct urt_runtime *rt = urt__rt;
@@ -192,8 +183,9 @@ int urt_close(int fd)
         return -EPERM;
     if (fd < 0)
         return -EBADF;
-    if (rt->services)
-        urt__on_sched_stack(rt, tell_services, &fd);
+    for (struct urt__service *s = rt->services; s; s = s->next)
+        if (s->ops->fd_closed)
+            s->ops->fd_closed(rt, s, fd);
     /*
      * One batch, three requests, each run whatever the one before returned (hard links): cancel
      * every operation of ours on fd, shut a socket down (so that an operation queued on it in the

@@ -17,7 +17,8 @@ struct urt__service_ops {
     /* After every reap of completions: queue what completion handlers could not (they may not
        queue operations while the reap runs). */
     void     (*post_reap)(struct urt_runtime *rt, struct urt__service *s);
-    /* urt_close(fd) is closing fd, before its cancel goes to the kernel. */
+    /* urt_close(fd) is closing fd, before its cancel goes to the kernel. Runs on the closing
+       task's stack (which may be a compact one): a few loads and stores, no call into libc. */
     void     (*fd_closed)(struct urt_runtime *rt, struct urt__service *s, int fd);
     /* How many of the operations in flight are this service's own and can wake no task (a
        multishot accept nobody waits on): the deadlock check does not count them as hope. */
