@@ -213,8 +213,9 @@ uint64_t urt_now_coarse(void)
 
 /*
  * The coarse clock is the monotonic one as of the last whole tick the kernel folded in: under two
- * ticks behind (1.4 measured here), more while timekeeping stalls - until a CPU whose tick runs
- * forces an update after 5 stalled ticks (Linux 5.19 on), and not even then on nohz_full CPUs.
+ * ticks behind (README gives the lag measured), more while timekeeping stalls - until a CPU whose
+ * tick runs forces an update after 5 stalled ticks (Linux 5.19 on), and not even then on
+ * nohz_full CPUs.
  * Eight ticks and a millisecond leave room; without a coarse clock the precise one decides.
  */
 uint64_t urt__coarse_slack(void)
