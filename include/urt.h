@@ -64,6 +64,9 @@ extern "C" {
 /* A task's body. Its return value is the task's status, handed to urt_join or to its group. */
 typedef int (*urt_fn)(void *arg);
 
+/* The most helper threads urt_config.blocking_threads may ask for. */
+#define URT_BLOCKING_THREADS_MAX 64
+
 /* Settings for urt_run. Zero-initialised fields (or a NULL pointer) take the defaults. */
 struct urt_config {
     unsigned ring_entries;   /* submission queue size; default 256, at least 8 (smaller values
@@ -76,7 +79,8 @@ struct urt_config {
                                 default 4096. The pages of stacks freed beyond it go back to the
                                 kernel in batches of up to 256, or when the scheduler next waits. */
     int      quiet;          /* nonzero: urt_run prints nothing when io_uring is unavailable.     */
-    unsigned blocking_threads; /* most helper threads for urt_blocking; default 4, at most 64.   */
+    unsigned blocking_threads; /* most helper threads for urt_blocking; default 4, at most
+                                URT_BLOCKING_THREADS_MAX (more: urt_run returns -EINVAL).        */
     int      kernel_timers;  /* nonzero: each sleep is one IORING_OP_TIMEOUT instead of urt's
                                 userland timers (one kernel wait over an in-order list and a
                                 heap). Slower (perf/timers measures both); for comparison only.  */
@@ -112,6 +116,10 @@ struct urt_config {
  *   -ENOMEM  no memory for the ring or the first task's stack
  *   -EBUSY   a runtime is already running on this thread (urt_run called from inside a task)
  *   -EINVAL  main_fn is NULL, or cfg holds an impossible value
+ * or, once running, the negative errno of an io_uring_enter failure that retrying cannot mend
+ * (a forked child going on with its parent's runtime gets -EINVAL or -EEXIST): a line on stderr
+ * says so, urt_run returns at once, and the memory its tasks and operations held is left
+ * allocated (the kernel may still write into it), never freed or reused.
  */
 int urt_run(urt_fn main_fn, void *arg, const struct urt_config *cfg);
 

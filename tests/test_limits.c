@@ -88,6 +88,53 @@ UT_TEST(forked_child_using_parent_runtime_ends_with_error)
     assert_int_equal(WEXITSTATUS(status), 0);
 }
 
+/* The same with a listener's multishot accept armed when the child's runtime ends: its teardown
+   meets the dead ring too, and must give up rather than spin. */
+static int accept_one(void *arg)
+{
+    int fd = urt_listener_accept(arg);
+    if (fd >= 0)
+        close(fd);
+    return fd >= 0 ? 0 : fd;
+}
+
+static int fork_listener_main(void *arg)
+{
+    pid_t *pid = arg;
+    struct sockaddr_in addr;
+    int lfd = ut_tcp_listener(16, &addr);
+    urt_listener *l = urt_listener_new(lfd, SOCK_CLOEXEC);
+    EXPECT(l != NULL);
+    urt_task *t = urt_spawn(accept_one, l);
+    int c = ut_tcp_connect(&addr);
+    EXPECT_EQ(urt_join(t), 0);   /* the multishot accept stays armed */
+    fflush(stderr);
+    *pid = fork();
+    if (*pid == 0) {
+        in_child = 1;
+        return 0;   /* the child's runtime ends now, with the listener still armed */
+    }
+    close(c);
+    EXPECT_EQ(urt_listener_free(l), 0);
+    close(lfd);
+    return 0;
+}
+
+UT_TEST(forked_child_ends_despite_an_armed_listener)
+{
+    pid_t pid = -1;
+    in_child = 0;
+    int rc = urt_run(fork_listener_main, &pid, NULL);
+    if (in_child)
+        _exit(rc < 0 ? 0 : 4);
+    assert_int_equal(rc, 0);
+    assert_true(pid > 0);
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);   /* a spinning child hits the test's alarm */
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+}
+
 /* ---- helper threads: the real cause at the fd limit, and an impossible thread count ---- */
 
 static int one(void *arg)
@@ -150,6 +197,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(close_of_huge_fd_is_ebadf_at_once),
         cmocka_unit_test(forked_child_using_parent_runtime_ends_with_error),
+        cmocka_unit_test(forked_child_ends_despite_an_armed_listener),
         cmocka_unit_test(blocking_pool_at_fd_limit_says_emfile),
         cmocka_unit_test(blocking_threads_above_cap_is_einval),
     };

@@ -33,7 +33,8 @@ void urt__backend_close(struct urt__backend *b);
 /*
  * Queues op; never fails. A full queue is flushed through cfg.flush until there is room, leaving
  * a few slots that only urgent operations (cancels) may take, so a cancel always finds room. The
- * operation counts as in flight until its last completion.
+ * operation counts as in flight until its last completion. Once a poll has failed for good, the
+ * ring is dead: operations queued after that are dropped (the runtime is ending).
  */
 void urt__backend_submit(struct urt__backend *b, struct urt__op *op);
 /* Queues n operations that must reach the kernel in one batch (a chain tied by op->link). */
@@ -45,7 +46,7 @@ void urt__backend_cancel(struct urt__backend *b, struct urt__op *target, struct 
  * Submits what is queued and reaps completions, calling their handlers. wait: block until at
  * least one completion or until timeout_ns (relative; UINT64_MAX: no limit). Returns 0, or the
  * negative errno of an io_uring_enter failure that retrying cannot mend (say, a forked child
- * using its parent's ring): the ring is then unusable.
+ * using its parent's ring): the ring is then dead, and later polls return -EBADFD.
  */
 int  urt__backend_poll(struct urt__backend *b, bool wait, uint64_t timeout_ns);
 

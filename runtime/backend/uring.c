@@ -29,6 +29,8 @@ struct urt__backend {
     struct urt_stats *st;
     void             *ctx;
     void            (*flush)(void *ctx);
+    bool              dead;         /* an enter failed for good: nothing reaches the kernel   */
+    struct io_uring_sqe scratch;    /* where operations queued on a dead ring are written     */
 };
 
 static const char *enomem_hint =
@@ -222,12 +224,24 @@ static inline struct io_uring_sqe *take(struct urt__backend *b)
     return &sq->sqes[sq->sqe_tail++ & sq->ring_mask];
 }
 
-static struct io_uring_sqe *get_sqe(struct urt__backend *b, unsigned reserve)
+/* Makes room for n SQEs beyond reserve; false when the ring is dead (a flush cannot help). */
+static inline bool room(struct urt__backend *b, unsigned n, unsigned reserve)
 {
     /* (The injected "full" spares urgent requests: urt_close's chain relies on the room made
        for it, and a real full queue cannot happen inside it.) */
-    while (unlikely(space(b) <= reserve) || (reserve && unlikely(urt__fault(URT__FAULT_SQ_FULL))))
+    while (unlikely(space(b) < n + reserve) ||
+           (reserve && unlikely(urt__fault(URT__FAULT_SQ_FULL)))) {
+        if (unlikely(b->dead))
+            return false;
         full(b);   /* full: hand the queue to the kernel now rather than fail the caller */
+    }
+    return true;
+}
+
+static struct io_uring_sqe *get_sqe(struct urt__backend *b, unsigned reserve)
+{
+    if (unlikely(!room(b, 1, reserve)))
+        return &b->scratch;   /* the runtime is ending: what is queued now never runs */
     b->st->ops_inflight++;
     return take(b);
 }
@@ -242,14 +256,13 @@ void urt__backend_submit(struct urt__backend *b, struct urt__op *op)
 void urt__backend_submit_chain(struct urt__backend *b, struct urt__op *const *ops, unsigned n)
 {
     /* A flush between two linked SQEs would cut the link: make room for all of them first. */
-    unsigned need = n + (ops[0]->urgent ? 0 : b->sq_reserve);
-    while (unlikely(space(b) < need))
-        full(b);
-    b->st->ops_inflight += n;
+    bool ok = room(b, n, ops[0]->urgent ? 0 : b->sq_reserve);
+    if (likely(ok))
+        b->st->ops_inflight += n;
     for (unsigned i = 0; i < n; i++) {
         if (unlikely(ops[i]->urgent))
             b->st->cancels++;
-        prep(take(b), ops[i], udata(ops[i]));
+        prep(likely(ok) ? take(b) : &b->scratch, ops[i], udata(ops[i]));
     }
 }
 
@@ -319,7 +332,11 @@ static int enter(struct urt__backend *b, bool wait, uint64_t timeout_ns)
 
 int urt__backend_poll(struct urt__backend *b, bool wait, uint64_t timeout_ns)
 {
+    if (unlikely(b->dead))
+        return -EBADFD;
     int err = enter(b, wait, timeout_ns);
+    if (unlikely(err))
+        b->dead = true;
     reap(b);
     return err;
 }

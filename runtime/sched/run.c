@@ -13,7 +13,6 @@ static __thread struct urt_stats last_stats;
 #define DEFAULT_RING_ENTRIES 256
 #define DEFAULT_STACK_SIZE   (64 * 1024)
 #define DEFAULT_POOL_MAX     4096
-#define MAX_BLOCKING_THREADS 64
 
 int urt_run(urt_fn main_fn, void *arg, const struct urt_config *cfg)
 {
@@ -31,7 +30,7 @@ int urt_run(urt_fn main_fn, void *arg, const struct urt_config *cfg)
     if (!c.stack_pool_max)
         c.stack_pool_max = DEFAULT_POOL_MAX;
     if (c.ring_entries > 32768 || !urt__stack_round(c.stack_size) ||
-        c.blocking_threads > MAX_BLOCKING_THREADS)
+        c.blocking_threads > URT_BLOCKING_THREADS_MAX)
         return -EINVAL;
     /* Room for a linked close (3 SQEs) and for cancels beside ordinary operations. */
     if (c.ring_entries < 8)

@@ -78,7 +78,7 @@ static inline uint64_t round_length(const struct urt_runtime *rt)
    that only yield to each other make no system call here, not even for the clock. */
 static void start_round(struct urt_runtime *rt, bool polled)
 {
-    bool timers = urt__timers_armed(&rt->timers) != 0;
+    bool timers = urt__timers_armed(&rt->timers) != 0 && !rt->fatal;
     if (polled || timers)
         rt->clock = urt_now();
     if (timers)
@@ -176,8 +176,11 @@ static inline struct urt_task *next_in_round(struct urt_runtime *rt)
 /* For the scheduler: the same, ending the round first when it is over. */
 static inline struct urt_task *sched_next(struct urt_runtime *rt)
 {
-    if (rt->turn_left == 0 && rt->runq_head)
+    if (rt->turn_left == 0 && rt->runq_head) {
         end_of_round(rt);
+        if (unlikely(rt->fatal))
+            return NULL;
+    }
     struct urt_task *t = runq_pop(rt);
     if (t && rt->turn_left)
         rt->turn_left--;
@@ -381,7 +384,7 @@ void urt__sched_loop(struct urt_runtime *rt)
             run_task(rt, t);
             continue;
         }
-        if (rt->st.tasks_live == 0)
+        if (rt->st.tasks_live == 0 || unlikely(rt->fatal))
             break;
         /* Nothing ready: give back pages of stacks freed beyond the pool's mark, then block
            until a completion or the earliest timer. */

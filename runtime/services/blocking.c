@@ -45,7 +45,7 @@ struct pool {
     struct job      *done;
     unsigned         nthreads, idle;
     bool             stop;
-    pthread_t        threads[64];
+    pthread_t        threads[URT_BLOCKING_THREADS_MAX];
     /* runtime side only */
     int              efd;
     uint64_t         efd_value;

@@ -139,8 +139,11 @@ static void destroy(struct urt_runtime *rt, struct urt_listener *l, bool in_task
 static void runtime_end(struct urt_runtime *rt, struct urt__service *s)
 {
     struct listeners *svc = (struct listeners *)s;
-    while (svc->head)
+    while (svc->head) {
         destroy(rt, svc->head, false);
+        if (rt->fatal)
+            return;   /* the kernel may still hold the accept's record: leave it all */
+    }
     free(svc);
 }
 
