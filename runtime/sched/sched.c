@@ -165,8 +165,14 @@ void switch_from(struct urt_runtime *rt, struct urt_task *self, struct urt_task 
    is over, or nothing is ready). */
 static inline struct urt_task *next_in_round(struct urt_runtime *rt)
 {
-    if (unlikely(rt->turn_left == 0))
-        return NULL;
+    if (unlikely(rt->turn_left == 0)) {
+        /* With nothing in flight there is nothing to reap and nothing to submit: the next round
+           starts here (the clock and due timers: list and heap work, no call into libc), and
+           tasks that only yield to each other never leave their stacks. */
+        if (!rt->runq_head || rt->st.ops_inflight || rt->freed)
+            return NULL;
+        start_round(rt, false);
+    }
     struct urt_task *t = runq_pop(rt);
     if (t)
         rt->turn_left--;
