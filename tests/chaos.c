@@ -2,7 +2,7 @@
  * chaos.c - a seeded, randomized test of the whole runtime.
  *
  *     build/tests/chaos --seeds N [--first-seed S] [--batch B] [--repeat R] [--hang-ms MS]
- *                       [--max-failures F] [-v]
+ *                       [--max-failures F] [--budget-seconds T [--min-seeds M]] [-v]
  *
  * Each seed is one urt_run (its ring size, stack pool and helper threads drawn from the seed).
  * Its first task starts a watchdog, channels with consumers and a few "actors"; each actor fans
@@ -51,6 +51,12 @@
  * seeds halved until one is named. A seed replays with --seeds 1 --first-seed S -v; timing varies
  * the interleaving from run to run, so a failure may take a few replays (--repeat R). The last
  * line of the output is "chaos: seeds A..B in T s: N passed, M failed".
+ *
+ * --budget-seconds T sizes the run to the time it has rather than to the machine it meets (the
+ * ctest entry uses it: a loaded machine or a sanitizer build runs fewer seeds instead of running
+ * out of time): no seed starts once T seconds have passed, except that the first M seeds
+ * (--min-seeds, default 100) always run. A seed already running finishes. The seeds left out are
+ * not failures; a line says how many ran, and A..B names the seeds that did.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -1961,7 +1967,15 @@ struct opts {
     unsigned batch, repeat;
     uint64_t hang_ms, max_failures;
     bool verbose;
+    uint64_t budget_ns, min_seeds;
+    uint64_t stop_at;   /* urt_now() after which no seed starts (beyond min_seeds); 0: none */
 };
+
+/* Whether seed s may not start: the time budget is spent and the minimum has run. */
+static bool budget_spent(const struct opts *o, uint64_t s)
+{
+    return o->stop_at && s - o->first >= o->min_seeds && urt_now() >= o->stop_at;
+}
 
 static void world_init(struct world *w, uint64_t seed, const struct opts *o)
 {
@@ -2144,13 +2158,13 @@ static int run_seed(uint64_t seed, const struct opts *o, struct counters *tot)
 /* ---- the driver: batches of seeds in forked children ------------------------------------------ */
 
 struct msg {
-    uint64_t        seed;
+    uint64_t        seed;      /* in the final message: the first seed not run (the budget) */
     int32_t         failed;
     int32_t         last;      /* the batch's final message: counters follow */
     struct counters cnt;
 };
 
-enum { ST_UNKNOWN, ST_PASS, ST_FAIL };
+enum { ST_UNKNOWN, ST_PASS, ST_FAIL, ST_SKIPPED };
 
 static bool write_all(int fd, const void *p, size_t n)
 {
@@ -2187,7 +2201,12 @@ static int run_batch(uint64_t a, uint64_t b, const struct opts *o, uint8_t *res,
         signal(SIGALRM, SIG_DFL);
         struct counters c;
         memset(&c, 0, sizeof c);
+        uint64_t stopped = b;
         for (uint64_t s = a; s < b; s++) {
+            if (budget_spent(o, s)) {
+                stopped = s;
+                break;
+            }
             struct msg m = { .seed = s };
             for (unsigned k = 0; k < o->repeat && !m.failed; k++) {
                 alarm(limit);   /* a hang the seed's watchdog cannot end (urt_run's own) */
@@ -2198,7 +2217,7 @@ static int run_batch(uint64_t a, uint64_t b, const struct opts *o, uint8_t *res,
             fflush(stderr);
             write_all(p[1], &m, sizeof m);
         }
-        struct msg m = { .seed = b, .last = 1, .cnt = c };
+        struct msg m = { .seed = stopped, .last = 1, .cnt = c };
         write_all(p[1], &m, sizeof m);
         close(p[1]);
         exit(0);   /* LeakSanitizer checks here in ASan builds */
@@ -2220,6 +2239,9 @@ static int run_batch(uint64_t a, uint64_t b, const struct opts *o, uint8_t *res,
             break;
         if (m.last) {
             got_last = true;
+            for (uint64_t k = m.seed; k >= a && k < b; k++)
+                if (res[k - o->first] == ST_UNKNOWN)
+                    res[k - o->first] = ST_SKIPPED;
             struct counters *c = &m.cnt;
             tot->seeds += c->seeds;
             tot->tasks += c->tasks;
@@ -2306,8 +2328,10 @@ static void run_range(uint64_t a, uint64_t b, const struct opts *o, uint8_t *res
         uint64_t mid = a + (b - a) / 2;
         for (uint64_t k = a; k < b; k++)
             res[k - o->first] = ST_UNKNOWN;
-        run_range(a, mid, o, res, tot);
-        run_range(mid, b, o, res, tot);
+        struct opts whole = *o;   /* the search runs every seed of the range, budget or not */
+        whole.stop_at = 0;
+        run_range(a, mid, &whole, res, tot);
+        run_range(mid, b, &whole, res, tot);
         return;
     }
 }
@@ -2316,18 +2340,20 @@ static void usage(const char *prog)
 {
     fprintf(stderr,
             "usage: %s [--seeds N] [--first-seed S] [--batch B] [--repeat R] [--hang-ms MS]\n"
-            "          [--max-failures F] [-v]\n"
+            "          [--max-failures F] [--budget-seconds T [--min-seeds M]] [-v]\n"
             "  runs seeds S .. S+N-1 (default: 100 seeds from 1), B seeds per forked child\n"
             "  (default 50); R runs of each seed (default 1); a seed running past MS ms\n"
             "  (default 3000) is reported as a hang, with urt_dump; after F failed seeds\n"
-            "  (default 20) the rest are not run. -v: a line per seed.\n",
+            "  (default 20) the rest are not run. With T, no seed starts after T seconds\n"
+            "  once the first M (default 100) have run; those left out are not failures.\n"
+            "  -v: a line per seed.\n",
             prog);
 }
 
 int main(int argc, char **argv)
 {
     struct opts o = { .first = 1, .n = 100, .batch = 50, .repeat = 1, .hang_ms = 3000,
-                      .max_failures = 20 };
+                      .max_failures = 20, .min_seeds = 100 };
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -2343,6 +2369,10 @@ int main(int argc, char **argv)
             o.hang_ms = strtoull(argv[++i], NULL, 0);
         else if (!strcmp(a, "--max-failures") && v)
             o.max_failures = strtoull(argv[++i], NULL, 0);
+        else if (!strcmp(a, "--budget-seconds") && v)
+            o.budget_ns = strtoull(argv[++i], NULL, 0) * 1000000000ull;
+        else if (!strcmp(a, "--min-seeds") && v)
+            o.min_seeds = strtoull(argv[++i], NULL, 0);
         else if (!strcmp(a, "-v") || !strcmp(a, "--verbose"))
             o.verbose = true;
         else {
@@ -2362,14 +2392,26 @@ int main(int argc, char **argv)
     struct counters tot;
     memset(&tot, 0, sizeof tot);
     uint64_t t0 = urt_now();
-    for (uint64_t a = o.first; a < o.first + o.n; a += o.batch)
-        run_range(a, a + o.batch < o.first + o.n ? a + o.batch : o.first + o.n, &o, res, &tot);
-    uint64_t passed = 0, nfailed = 0, notrun = 0;
+    o.stop_at = o.budget_ns ? t0 + o.budget_ns : 0;
+    for (uint64_t a = o.first; a < o.first + o.n; a += o.batch) {
+        uint64_t b = a + o.batch < o.first + o.n ? a + o.batch : o.first + o.n;
+        if (budget_spent(&o, a)) {
+            for (uint64_t k = a; k < b; k++)
+                res[k - o.first] = ST_SKIPPED;
+            continue;
+        }
+        run_range(a, b, &o, res, &tot);
+    }
+    uint64_t passed = 0, nfailed = 0, notrun = 0, skipped = 0, last_run = 0;
     for (uint64_t i = 0; i < o.n; i++) {
+        if (res[i] == ST_PASS || res[i] == ST_FAIL)
+            last_run = i;
         if (res[i] == ST_PASS)
             passed++;
         else if (res[i] == ST_FAIL)
             nfailed++;
+        else if (res[i] == ST_SKIPPED)
+            skipped++;
         else
             notrun++;
     }
@@ -2397,8 +2439,15 @@ int main(int argc, char **argv)
     if (notrun)
         printf("chaos: %llu seeds not run: stopped after %llu failures (--max-failures)\n",
                (unsigned long long)notrun, (unsigned long long)o.max_failures);
+    if (o.budget_ns)
+        printf("chaos: time budget %llu s: ran %llu of the %llu seeds asked for (at least %llu "
+               "always run)%s\n", (unsigned long long)(o.budget_ns / 1000000000ull),
+               (unsigned long long)(o.n - skipped), (unsigned long long)o.n,
+               (unsigned long long)(o.min_seeds < o.n ? o.min_seeds : o.n),
+               skipped ? "; the rest were left out, not failed" : "");
     printf("chaos: seeds %llu..%llu in %.1f s: %llu passed, %llu failed\n",
-           (unsigned long long)o.first, (unsigned long long)(o.first + o.n - 1), secs,
+           (unsigned long long)o.first,
+           (unsigned long long)(o.first + (skipped ? last_run : o.n - 1)), secs,
            (unsigned long long)passed, (unsigned long long)(nfailed + notrun));
     free(res);
     return nfailed || notrun ? 1 : 0;

@@ -7,6 +7,8 @@
 #include <netinet/in.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <sys/stat.h>
+#include <time.h>
 
 #include "urt_test.h"
 
@@ -28,12 +30,25 @@ static int thread_count(void)
 
 static atomic_int running_now, running_max;
 
+/* A job for a helper thread: it says it has started, then sleeps sleep_ms, or - with until set -
+   waits for *until to reach until_n (an event in the runtime's thread, checked every 100 us, for
+   10 s at most, so that a broken runtime fails the test instead of hanging it). */
 struct job {
     int value;
     int sleep_ms;
     pthread_t ran_on;
     int done;
+    atomic_int started;
+    atomic_int *until;
+    int until_n;
 };
+
+static uint64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
 
 static int job_fn(void *arg)
 {
@@ -43,15 +58,32 @@ static int job_fn(void *arg)
     while (now > max && !atomic_compare_exchange_weak(&running_max, &max, now))
         ;
     j->ran_on = pthread_self();
-    if (j->sleep_ms)
+    atomic_store(&j->started, 1);
+    if (j->until) {
+        uint64_t give_up = mono_ns() + 10000000000u;
+        while (atomic_load(j->until) < j->until_n && mono_ns() < give_up)
+            usleep(100);
+    } else if (j->sleep_ms) {
         usleep((useconds_t)j->sleep_ms * 1000);
+    }
     atomic_fetch_sub(&running_now, 1);
     j->done = 1;
     return j->value;
 }
 
+/* (T) Waits until *flag is nonzero, for 10 s at most (urt_sleep in between: other tasks and the
+   helpers run); 1 when it came. */
+static int wait_for_flag(atomic_int *flag)
+{
+    uint64_t give_up = urt_now() + URT_SEC(10);
+    while (!atomic_load(flag))
+        if (urt_now() > give_up || urt_sleep(URT_MSEC(1)) != 0)
+            return 0;
+    return 1;
+}
+
 struct ticker {
-    int ticks;
+    atomic_int ticks;
     volatile int stop;
 };
 
@@ -59,7 +91,7 @@ static int tick(void *arg)
 {
     struct ticker *t = arg;
     while (!t->stop && urt_sleep(URT_MSEC(1)) == 0)
-        t->ticks++;
+        atomic_fetch_add(&t->ticks, 1);
     return 0;
 }
 
@@ -70,15 +102,17 @@ struct blocking_res {
     int null_fn;
 };
 
+/* The job waits for the ticker task to tick 5 times: it can only end that way (rather than after
+   its 10 s) when the runtime's thread keeps running tasks while this one waits in urt_blocking. */
 static int blocking_main(void *arg)
 {
     struct blocking_res *r = arg;
     struct ticker tk = { 0, 0 };
     urt_task *t = urt_spawn(tick, &tk);
-    struct job j = { 1234, 50, 0, 0 };
+    struct job j = { .value = 1234, .until = &tk.ticks, .until_n = 5 };
     r->ret = urt_blocking(job_fn, &j);
     r->other_thread = !pthread_equal(j.ran_on, pthread_self());
-    r->ticks_during = tk.ticks;   /* the other task ran while this one waited */
+    r->ticks_during = atomic_load(&tk.ticks);   /* the other task ran while this one waited */
     tk.stop = 1;
     EXPECT_EQ(urt_join(t), 0);
     r->null_fn = urt_blocking(NULL, NULL);
@@ -126,7 +160,7 @@ static int pool_main(void *arg)
     static struct pool_arg args[NJOBS];
     urt_task *t[NJOBS];
     for (int i = 0; i < NJOBS; i++) {
-        r->jobs[i] = (struct job){ 100 + i, 5, 0, 0 };
+        r->jobs[i] = (struct job){ .value = 100 + i, .sleep_ms = 5 };
         args[i] = (struct pool_arg){ r, i };
         t[i] = urt_spawn(pool_worker, &args[i]);
     }
@@ -162,11 +196,14 @@ UT_TEST(blocking_pool_size_2)
 }
 
 /* Cancellation: before fn starts -ECANCELED (fn never runs); once started it runs to the end
-   and its value is returned. */
+   and its value is returned. The cancel is sent once the job says it has started, and the job
+   goes on until the cancel has been sent. */
 struct blk_cancel {
     struct job started;
     int started_ret;
     int pre_ret, pre_deadline_ret;
+    int saw_start;
+    atomic_int cancel_sent;
     struct job never;
 };
 
@@ -181,8 +218,9 @@ static int blk_cancel_main(void *arg)
 {
     struct blk_cancel *c = arg;
     urt_task *t = urt_spawn(cancelled_blocker, c);
-    urt_sleep(URT_MSEC(10));   /* the job is running on a helper now */
+    c->saw_start = wait_for_flag(&c->started.started);   /* the job is running on a helper now */
     urt_cancel(t);
+    atomic_store(&c->cancel_sent, 1);
     EXPECT_EQ(urt_join(t), 0);
 
     urt_deadline(urt_now() - 1);
@@ -197,9 +235,10 @@ UT_TEST(blocking_cancellation_point_only_before_start)
 {
     struct blk_cancel c;
     memset(&c, 0, sizeof c);
-    c.started = (struct job){ 55, 40, 0, 0 };
-    c.never = (struct job){ 66, 0, 0, 0 };
+    c.started = (struct job){ .value = 55, .until = &c.cancel_sent, .until_n = 1 };
+    c.never = (struct job){ .value = 66 };
     assert_int_equal(urt_run(blk_cancel_main, &c, NULL), 0);
+    assert_int_equal(c.saw_start, 1);
     assert_int_equal(c.started_ret, 55);
     assert_int_equal(c.started.done, 1);
     assert_int_equal(c.pre_deadline_ret, -ETIMEDOUT);
@@ -265,11 +304,20 @@ UT_TEST(getaddrinfo_numeric_and_errors)
 
 /* ---- urt_signal_wait ------------------------------------------------------------------------- */
 
+/* Raises the signal once the ticker has ticked 3 times (or after 10 s): the ticks can only come
+   while the main task waits in urt_signal_wait when that wait leaves the thread to other tasks. */
+struct raise_arg {
+    int sig;
+    struct ticker *tk;
+};
+
 static int raiser(void *arg)
 {
-    int sig = (int)(intptr_t)arg;
-    urt_sleep(URT_MSEC(10));
-    return kill(getpid(), sig);
+    struct raise_arg *a = arg;
+    uint64_t give_up = urt_now() + URT_SEC(10);
+    while (atomic_load(&a->tk->ticks) < 3 && urt_now() < give_up)
+        urt_sleep(URT_MSEC(1));
+    return kill(getpid(), a->sig);
 }
 
 struct sig_res {
@@ -294,10 +342,11 @@ static int sig_main(void *arg)
     sigaddset(&set, SIGUSR1);
     sigaddset(&set, SIGUSR2);
     struct ticker tk = { 0, 0 };
+    struct raise_arg ra = { SIGUSR2, &tk };
     urt_task *tt = urt_spawn(tick, &tk);
-    urt_task *k = urt_spawn(raiser, (void *)(intptr_t)SIGUSR2);
+    urt_task *k = urt_spawn(raiser, &ra);
     r->got = urt_signal_wait(&set);
-    r->other_ticks = tk.ticks;
+    r->other_ticks = atomic_load(&tk.ticks);
     tk.stop = 1;
     EXPECT_EQ(urt_join(k), 0);
     EXPECT_EQ(urt_join(tt), 0);
@@ -325,7 +374,7 @@ UT_TEST(signal_wait)
     assert_int_equal(r.null_set, -EINVAL);
     assert_int_equal(r.cancelled, -ECANCELED);
     assert_int_equal(r.timed, -ETIMEDOUT);
-    assert_true(r.other_ticks >= 2);
+    assert_true(r.other_ticks >= 3);
 }
 
 /* ---- urt_dump, urt_dump_on_signal -------------------------------------------------------------- */
@@ -408,8 +457,13 @@ static int dump_signal_main(void *arg)
     res[1] = urt_dump_on_signal(SIGKILL);
     res[2] = urt_dump_on_signal(SIGUSR1);
     urt_yield();   /* the dump task is waiting for the signal */
+    struct stat st0, st;
+    fstat(2, &st0);   /* stderr is a file here (the test's) */
     kill(getpid(), SIGUSR1);
-    urt_sleep(URT_MSEC(20));
+    /* Until the dump is there (the dump task writes it all before it parks again), 10 s at most. */
+    uint64_t give_up = urt_now() + URT_SEC(10);
+    while (fstat(2, &st) == 0 && st.st_size == st0.st_size && urt_now() < give_up)
+        urt_sleep(URT_MSEC(1));
     return 0;
 }
 

@@ -1677,9 +1677,10 @@ static int accept_race_main(void *arg)
             nc = 0;
         }
     }
-    /* every connection not yet accepted is still in the queue */
+    /* every connection not yet accepted is still in the queue (the deadline only ends the wait
+       for one that was lost: an accept returns as soon as a connection is there) */
     while (a->accepted < a->connects) {
-        urt_deadline(urt_now() + URT_MSEC(500));
+        urt_deadline(urt_now() + URT_SEC(5));
         int fd = urt_accept(a->lfd, NULL, NULL, SOCK_CLOEXEC);
         urt_deadline(0);
         if (fd < 0)

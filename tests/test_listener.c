@@ -25,6 +25,23 @@ static int eof_within(int fd, int ms)
     return poll(&p, 1, ms) == 1 && read(fd, &b, 1) == 0;
 }
 
+/* (T) Waits until the listener's multishot accept has posted n more completions than `before`
+   (urt_stats' cqes_more, one per connection accepted with more to follow), for up to 10 s: the
+   event itself, not a guess at how long the kernel takes. 1 when it came. */
+static int wait_accepted(uint64_t before, uint64_t n)
+{
+    struct urt_stats st;
+    uint64_t give_up = urt_now() + URT_SEC(10);
+    for (;;) {
+        urt_stats(&st);
+        if (st.cqes_more - before >= n)
+            return 1;
+        if (urt_now() > give_up)
+            return 0;
+        urt_sleep(URT_MSEC(1));
+    }
+}
+
 /* ---- many connections, one SQE; order; queued before taken -------------------------------- */
 
 #define N 8
@@ -85,9 +102,11 @@ static int many_main(void *arg)
 
     /* Connections arriving with nobody taking them are accepted anyway (the multishot accept is
        armed); freeing the listener closes them: their clients read EOF. */
+    struct urt_stats before;
+    urt_stats(&before);
     for (int i = 0; i < 4; i++)
         c[i] = ut_tcp_connect(&addr);
-    urt_sleep(URT_MSEC(20));   /* let the kernel post them */
+    EXPECT(wait_accepted(before.cqes_more, 4));   /* the kernel has accepted all four */
     EXPECT_EQ(urt_listener_free(l), 0);
     for (int i = 0; i < 4; i++) {
         if (c[i] >= 0 && eof_within(c[i], 5000))
@@ -265,9 +284,11 @@ static int left_main(void *arg)
     if (fd >= 0)
         urt_close(fd);
     close(c);
+    struct urt_stats before;
+    urt_stats(&before);
     for (int i = 0; i < 3; i++)
         r->clients[i] = ut_tcp_connect(&addr);
-    urt_sleep(URT_MSEC(20));   /* accepted by the kernel, queued, never taken */
+    EXPECT(wait_accepted(before.cqes_more, 3));   /* accepted by the kernel, queued, never taken */
     return 0;                  /* no urt_listener_free: urt_run must end it */
 }
 

@@ -351,7 +351,7 @@ UT_TEST(stale_handle_does_not_reach_new_task)
 }
 
 /* A stack overflow is reported with the task's name and stack size, and the process aborts
-   (DESIGN.md section 3). The child gets the default SIGSEGV disposition, as a program has. */
+   (docs/architecture.md, "Stacks"). The child gets the default SIGSEGV disposition, as a program has. */
 static volatile int keep_going = 1;
 
 static int recurse(void *arg)
@@ -425,7 +425,10 @@ static int detach_main(void *arg)
 {
     urt_task *t = urt_spawn(set_flag_later, arg);
     EXPECT_EQ(urt_detach_checked(t), 0);
-    EXPECT_EQ(urt_sleep(URT_MSEC(30)), 0);
+    /* until it has set the flag (10 s at most: a detached task that never finishes fails) */
+    uint64_t give_up = urt_now() + URT_SEC(10);
+    while (*(volatile int *)arg == 0 && urt_now() < give_up)
+        EXPECT_EQ(urt_sleep(URT_MSEC(1)), 0);
     EXPECT_EQ(*(int *)arg, 1);
     return 0;
 }
@@ -832,9 +835,12 @@ static int cancel_misc_main(void *arg)
     urt_cancel(t);
     EXPECT_EQ(urt_join(t), 1);
 
-    int dummy = 0;
+    int dummy = 99;
     urt_task *f = urt_spawn(first_call, &dummy);
-    EXPECT_EQ(urt_sleep(URT_MSEC(10)), 0);   /* f has finished */
+    /* until f has finished: it sets dummy just before it returns, with no switch in between */
+    uint64_t give_up = urt_now() + URT_SEC(10);
+    while (*(volatile int *)&dummy == 99 && urt_now() < give_up)
+        EXPECT_EQ(urt_sleep(URT_MSEC(1)), 0);
     urt_cancel(f);
     r->finished_status = urt_join(f);
     EXPECT_EQ(dummy, 0);
@@ -862,12 +868,17 @@ struct joiner_arg {
     urt_task *target;
     int first, second;
     int use_deadline;
+    volatile int release;
 };
 
+/* Runs until released (10 s at most), after the joiner's first join has ended: whatever the
+   machine's speed, the cancel or the deadline comes while it still runs. */
 static int long_task(void *arg)
 {
-    (void)arg;
-    urt_sleep(URT_MSEC(40));
+    struct joiner_arg *a = arg;
+    uint64_t give_up = urt_now() + URT_SEC(10);
+    while (!a->release && urt_now() < give_up)
+        urt_sleep(URT_MSEC(1));
     return 11;
 }
 
@@ -885,13 +896,14 @@ static int joiner_main(void *arg)
     struct joiner_arg *a = arg;
     for (int mode = 0; mode < 2; mode++) {
         a[mode].use_deadline = mode;
-        a[mode].target = urt_spawn(long_task, NULL);
+        a[mode].target = urt_spawn(long_task, &a[mode]);
         urt_task *j = urt_spawn(interrupted_joiner, &a[mode]);
         if (mode == 0) {
-            urt_sleep(URT_MSEC(5));
+            urt_sleep(URT_MSEC(5));   /* j waits in its join now (it ran when this slept) */
             urt_cancel(j);
         }
         EXPECT_EQ(urt_join(j), 0);
+        a[mode].release = 1;
         a[mode].second = urt_join(a[mode].target);
     }
     return 0;
