@@ -264,28 +264,8 @@ static int edge_main(void *arg)
 
 UT_TEST(compact_overflow_at_the_edge_is_reported)
 {
-    int p[2];
-    assert_int_equal(pipe(p), 0);
-    fflush(stdout);
-    fflush(stderr);
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        dup2(p[1], 2);
-        signal(SIGSEGV, SIG_DFL);
-        signal(SIGABRT, SIG_DFL);
-        urt_run(edge_main, NULL, NULL);
-        _exit(0);   /* not reached */
-    }
-    close(p[1]);
-    char text[1024] = { 0 };
-    size_t len = 0;
-    ssize_t n;
-    while (len < sizeof text - 1 && (n = read(p[0], text + len, sizeof text - 1 - len)) > 0)
-        len += (size_t)n;
-    close(p[0]);
-    int status;
-    assert_int_equal(waitpid(pid, &status, 0), pid);
+    char text[1024];
+    int status = ut_run_crashing(edge_main, NULL, NULL, text, sizeof text);
     UT_NOTE("  %s", text);
     assert_true(WIFSIGNALED(status));
     assert_int_equal(WTERMSIG(status), SIGABRT);

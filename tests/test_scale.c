@@ -216,27 +216,7 @@ static int overflow_main(void *arg)
 /* Runs an overflowing task in a child; returns what it wrote on stderr, and its status. */
 static void overflow_child(size_t stack_size, char *text, size_t cap, int *status)
 {
-    int p[2];
-    assert_int_equal(pipe(p), 0);
-    fflush(stdout);
-    fflush(stderr);
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        dup2(p[1], 2);
-        signal(SIGSEGV, SIG_DFL);
-        signal(SIGABRT, SIG_DFL);
-        urt_run(overflow_main, (void *)(uintptr_t)stack_size, NULL);
-        _exit(0);
-    }
-    close(p[1]);
-    size_t len = 0;
-    ssize_t n;
-    while (len < cap - 1 && (n = read(p[0], text + len, cap - 1 - len)) > 0)
-        len += (size_t)n;
-    text[len] = '\0';
-    close(p[0]);
-    assert_int_equal(waitpid(pid, status, 0), pid);
+    *status = ut_run_crashing(overflow_main, (void *)(uintptr_t)stack_size, NULL, text, cap);
 }
 
 UT_TEST(compact_stack_overflow_is_named)

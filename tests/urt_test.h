@@ -131,6 +131,39 @@ static void ut_run_in_child(void (*body)(void), unsigned timeout_s, const char *
         fflush(stdout);                                                              \
     } while (0)
 
+/* Runs urt_run(fn, arg, cfg) in a forked child with the default SIGSEGV/SIGABRT dispositions, as a
+   program has; collects what the child wrote on stderr into text (cap bytes, NUL-terminated) and
+   returns its wait status. For tests of what a crash reports. */
+static int ut_run_crashing(urt_fn fn, void *arg, const struct urt_config *cfg, char *text,
+                           size_t cap) __attribute__((unused));
+static int ut_run_crashing(urt_fn fn, void *arg, const struct urt_config *cfg, char *text,
+                           size_t cap)
+{
+    int p[2];
+    assert_int_equal(pipe(p), 0);
+    fflush(stdout);
+    fflush(stderr);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        dup2(p[1], 2);
+        signal(SIGSEGV, SIG_DFL);
+        signal(SIGABRT, SIG_DFL);
+        urt_run(fn, arg, cfg);
+        _exit(0);   /* not reached when the crash is caught */
+    }
+    close(p[1]);
+    size_t len = 0;
+    ssize_t n;
+    while (len < cap - 1 && (n = read(p[0], text + len, cap - 1 - len)) > 0)
+        len += (size_t)n;
+    text[len] = '\0';
+    close(p[0]);
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    return status;
+}
+
 /* Open file descriptors of this process. */
 static int ut_count_fds(void) __attribute__((unused));
 static int ut_count_fds(void)
