@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/fault.h"
 #include "sched/sched.h"
 #include "sched/service.h"
 #include "sched/timer.h"
@@ -300,6 +301,43 @@ void urt__on_sched_stack(struct urt_runtime *rt, void (*fn)(struct urt_runtime *
     urt__ctx_switch(&self->sp, rt->sched_sp);
     asan_finish(rt, self->asan_fake_stack);
     after_switch(rt);
+}
+
+struct alloc_request {
+    size_t n, size;
+    void  *p;
+};
+
+static void calloc_here(struct urt_runtime *rt, void *arg)
+{
+    (void)rt;
+    struct alloc_request *a = arg;
+    a->p = urt__calloc(a->n, a->size);
+}
+
+static void free_here(struct urt_runtime *rt, void *p)
+{
+    (void)rt;
+    free(p);
+}
+
+void *urt__sched_calloc(struct urt_runtime *rt, size_t n, size_t size)
+{
+    struct alloc_request a = { n, size, NULL };
+    if (!rt)
+        return urt__calloc(n, size);
+    urt__on_sched_stack(rt, calloc_here, &a);
+    if (!a.p)
+        errno = ENOMEM;
+    return a.p;
+}
+
+void urt__sched_free(struct urt_runtime *rt, void *p)
+{
+    if (!rt)
+        free(p);
+    else if (p)
+        urt__on_sched_stack(rt, free_here, p);
 }
 
 /* Runs t until it switches to the scheduler, then what it asked the scheduler to run for it,

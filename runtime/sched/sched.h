@@ -129,6 +129,12 @@ int  urt__wait_status(struct urt_task *t);
 void urt__on_sched_stack(struct urt_runtime *rt, void (*fn)(struct urt_runtime *rt, void *arg),
                          void *arg);
 
+/* calloc and free for the runtime's records made and freed by tasks (groups, channels): on the
+   scheduler's stack, since libc's allocator may need more than a compact task has. The calloc
+   fails (NULL) under fault injection like the runtime's own. */
+void *urt__sched_calloc(struct urt_runtime *rt, size_t n, size_t size);
+void  urt__sched_free(struct urt_runtime *rt, void *p);
+
 /* Submits, reaps and runs the services' post-reap hooks; records a fatal backend error. Only on
    the scheduler's stack. */
 void urt__sched_poll(struct urt_runtime *rt, bool wait, uint64_t timeout_ns);

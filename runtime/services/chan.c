@@ -28,13 +28,14 @@ urt_chan *urt_chan_new(size_t elem_size, size_t capacity)
         errno = EINVAL;
         return NULL;
     }
-    urt_chan *c = urt__calloc(1, sizeof *c);
+    struct urt_runtime *rt = urt__rt;
+    urt_chan *c = urt__sched_calloc(rt, 1, sizeof *c);
     if (!c)
         return NULL;
     c->elem_size = elem_size;
     c->cap = capacity;
-    if (capacity && !(c->buf = urt__malloc(elem_size * capacity))) {
-        free(c);
+    if (capacity && !(c->buf = urt__sched_calloc(rt, capacity, elem_size))) {
+        urt__sched_free(rt, c);
         return NULL;
     }
     return c;
@@ -146,6 +147,7 @@ void urt_chan_free(urt_chan *c)
     if (!c)
         return;
     urt_chan_close(c);
-    free(c->buf);
-    free(c);
+    struct urt_runtime *rt = urt__rt;
+    urt__sched_free(rt, c->buf);
+    urt__sched_free(rt, c);
 }

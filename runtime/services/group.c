@@ -22,7 +22,7 @@ urt_group *urt_group_new(void)
         errno = EPERM;
         return NULL;
     }
-    return urt__calloc(1, sizeof(struct urt_group));
+    return urt__sched_calloc(urt__rt, 1, sizeof(struct urt_group));
 }
 
 static void member_done(struct urt_runtime *rt, struct urt_task *t);
@@ -144,5 +144,5 @@ void urt_group_free(urt_group *g)
         t->owner = NULL;
         t->on_exit = NULL;
     }
-    free(g);
+    urt__sched_free(rt, g);
 }
