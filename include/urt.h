@@ -104,6 +104,9 @@ struct urt_config {
  *    -Wl,-z,now (the lazy binding of a first call into a shared library needs over 1 KiB of
  *    stack); signal handlers must run on an alternate stack (SA_ONSTACK). Sanitizer builds give
  *    compact requests ordinary 16 KiB stacks, since instrumented frames are several times larger.
+ *    urt's own calls are safe on any stack, a 1 KiB one included: what needs more than a few
+ *    hundred bytes (reaping completions, allocating, starting helper threads, giving stacks back)
+ *    runs on the scheduler's stack.
  */
 
 /*
