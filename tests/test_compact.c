@@ -70,13 +70,40 @@ UT_TEST_T(compact_task_joins_thousands_of_big_ones, 60)
     assert_int_equal(r.sum, 2200);
 }
 
-/* ---- 2, 3. compact tasks start helper threads, and a server on 2 KiB stacks accepts a burst
+/* ---- 3. compact tasks start helper threads; 2. a server on 2 KiB stacks accepts a burst
    while abandoned lookups are cleaned up ---- */
 
+/* The first helper thread of the runtime, started from a compact 4 KiB task. */
 static int first_blocking_call(void *arg)
 {
     (void)arg;
     return urt_blocking(nothing, (void *)(intptr_t)5);
+}
+
+/* The same for a lookup, whose job is allocated and freed for the caller. */
+static int first_lookup(void *arg)
+{
+    (void)arg;
+    struct addrinfo *res = NULL;
+    int rc = urt_getaddrinfo("localhost", "80", NULL, &res);
+    if (rc == 0)
+        freeaddrinfo(res);
+    return rc;
+}
+
+static int first_helper_main(void *arg)
+{
+    urt_fn fn = (urt_fn)arg;
+    struct urt_spawn_opts small = { .name = "first-helper", .stack_size = 4000 };
+    urt_task *t = urt_spawn_ex(fn, NULL, &small);
+    EXPECT(t != NULL);
+    return urt_join(t);
+}
+
+UT_TEST(first_helper_thread_from_a_compact_task)
+{
+    assert_int_equal(urt_run(first_helper_main, (void *)first_blocking_call, NULL), 5);
+    assert_int_equal(urt_run(first_helper_main, (void *)first_lookup, NULL), 0);
 }
 
 enum { CLIENTS = 500 };
@@ -155,11 +182,6 @@ static int client(void *arg)
 static int burst_main(void *arg)
 {
     struct burst *b = arg;
-    /* The first helper thread, started from a compact 4 KiB task. */
-    struct urt_spawn_opts small = { .name = "first-blocking", .stack_size = 4000 };
-    urt_task *t = urt_spawn_ex(first_blocking_call, NULL, &small);
-    EXPECT_EQ(urt_join(t), 5);
-
     struct sockaddr_in addr;
     int lfd = ut_tcp_listener(1024, &addr);
     EXPECT(lfd >= 0);
@@ -413,6 +435,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(compact_task_joins_thousands_of_big_ones),
+        cmocka_unit_test(first_helper_thread_from_a_compact_task),
         cmocka_unit_test(compact_server_accepts_a_burst_beside_abandoned_lookups),
         cmocka_unit_test(dump_task_fits_with_compact_default),
 #if defined(__x86_64__) && !defined(__SANITIZE_ADDRESS__)
