@@ -74,18 +74,27 @@ static int fork_main(void *arg)
     return 0;
 }
 
-UT_TEST(forked_child_using_parent_runtime_ends_with_error)
+/* Runs main_fn, which forks; the child must see its urt_run end with an error (exit 0), the
+   parent's runtime end normally, and the child exit on its own (a spinning child hits the test's
+   time limit). */
+static void forked_child_ends(urt_fn main_fn)
 {
     pid_t pid = -1;
-    int rc = urt_run(fork_main, &pid, NULL);
+    in_child = 0;
+    int rc = urt_run(main_fn, &pid, NULL);
     if (in_child)
         _exit(rc < 0 && rc != -EINTR ? 0 : 4);   /* no leak check here: the runtime was abandoned */
     assert_int_equal(rc, 0);
     assert_true(pid > 0);
     int status = 0;
-    assert_int_equal(waitpid(pid, &status, 0), pid);   /* a spinning child hits the test's alarm */
+    assert_int_equal(waitpid(pid, &status, 0), pid);
     assert_true(WIFEXITED(status));
     assert_int_equal(WEXITSTATUS(status), 0);
+}
+
+UT_TEST(forked_child_using_parent_runtime_ends_with_error)
+{
+    forked_child_ends(fork_main);
 }
 
 /* The same with a listener's multishot accept armed when the child's runtime ends: its teardown
@@ -122,17 +131,7 @@ static int fork_listener_main(void *arg)
 
 UT_TEST(forked_child_ends_despite_an_armed_listener)
 {
-    pid_t pid = -1;
-    in_child = 0;
-    int rc = urt_run(fork_listener_main, &pid, NULL);
-    if (in_child)
-        _exit(rc < 0 ? 0 : 4);
-    assert_int_equal(rc, 0);
-    assert_true(pid > 0);
-    int status = 0;
-    assert_int_equal(waitpid(pid, &status, 0), pid);   /* a spinning child hits the test's alarm */
-    assert_true(WIFEXITED(status));
-    assert_int_equal(WEXITSTATUS(status), 0);
+    forked_child_ends(fork_listener_main);
 }
 
 /* ---- helper threads: the real cause at the fd limit, and an impossible thread count ---- */
