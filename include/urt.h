@@ -81,6 +81,9 @@ struct urt_config {
     int      quiet;          /* nonzero: urt_run prints nothing when io_uring is unavailable.     */
     unsigned blocking_threads; /* most helper threads for urt_blocking; default 4, at most
                                 URT_BLOCKING_THREADS_MAX (more: urt_run returns -EINVAL).        */
+    int      no_pinning;     /* nonzero: urt_run_threads leaves its threads unpinned (by default
+                                runtime i runs on the i-th CPU of the caller's affinity mask,
+                                round-robin when there are fewer CPUs than threads).             */
     int      kernel_timers;  /* nonzero: each sleep is one IORING_OP_TIMEOUT instead of urt's
                                 userland timers (one kernel wait over an in-order list and a
                                 heap). Slower (perf/timers measures both); for comparison only.  */
@@ -126,6 +129,26 @@ struct urt_config {
  */
 int urt_run(urt_fn main_fn, void *arg, const struct urt_config *cfg);
 
+/*
+ * Many cores: one runtime per thread, shared-nothing. Starts nthreads threads (0: one per CPU of
+ * the caller's affinity mask, at most URT_THREADS_MAX), each running its own runtime - its own
+ * ring, run queue, timers and stacks - with main_fn(arg) as its first task, pinned to a CPU
+ * unless cfg->no_pinning. A task never moves between threads; work crosses through the target
+ * runtime's inbox (urt_spawn_on, shared channels), which other threads post to with a message to
+ * its ring (IORING_OP_MSG_RING, Linux 5.18) or, from threads without a ring, an eventfd.
+ *
+ * Returns once every runtime has ended: 0 when every main_fn returned 0, else the first nonzero
+ * status in thread order; a negative errno when a runtime could not start (-ENOSYS, -EPERM,
+ * -ENOMEM as urt_run, -EAGAIN when a thread could not be created; the first tasks of the others
+ * are then cancelled). -EINVAL for a NULL main_fn or a bad count, -EBUSY inside a runtime.
+ */
+#define URT_THREADS_MAX 1024
+int urt_run_threads(int nthreads, urt_fn main_fn, void *arg, const struct urt_config *cfg);
+/* The calling runtime's index in its set, 0..n-1 (0 inside urt_run); -EPERM outside a runtime. */
+int urt_thread_index(void);
+/* The number of runtimes in the caller's set (1 inside urt_run); -EPERM outside a runtime. */
+int urt_thread_count(void);
+
 /* Counters of the calling thread's runtime, for benchmarks and debugging. Called outside a
    runtime, they are the final counters of the last runtime this thread ran (zeros if none). */
 struct urt_stats {
@@ -146,6 +169,9 @@ struct urt_stats {
     uint64_t cqes_more;       /* completions of a multishot request (a listener's accept) that said
                                  more would follow: once nothing is in flight, cqes_reaped ==
                                  sqes_submitted + cqes_more                                       */
+    uint64_t messages_in;     /* completions that were messages from another runtime's ring
+                                 (urt_run_threads): cqes_reaped == sqes_submitted + cqes_more +
+                                 messages_in once nothing is in flight                          */
     uint64_t sched_calls;     /* times a task had work done on the scheduler's stack and went on
                                  (allocations, thread starts, a flush of a full queue): not
                                  counted in switches                                              */
@@ -201,6 +227,13 @@ struct urt_spawn_opts {
 
 /* (T) urt_spawn with a chosen stack size and name. Errors as urt_spawn. opts may be NULL. */
 urt_task *urt_spawn_ex(urt_fn fn, void *arg, const struct urt_spawn_opts *opts);
+
+/* (T) Starts a detached task fn(arg) on runtime `index` of the caller's set (urt_run_threads;
+   inside urt_run only index 0 exists). It runs once that runtime next looks at its inbox; if the
+   runtime ends first, or has no memory for its stack, it never runs. 0; -EINVAL (bad index, NULL
+   fn); -ESHUTDOWN (that runtime's first task has returned: it takes no more work); -ENOMEM;
+   -EPERM outside a task. */
+int urt_spawn_on(int index, urt_fn fn, void *arg);
 
 /*
  * (T) Waits until t has finished, returns its status and releases it. Errors:

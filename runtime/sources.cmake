@@ -16,12 +16,14 @@ set(URT_SOURCES
   ${PROJECT_SOURCE_DIR}/runtime/switch/stack.c
   # backend: the only code that knows io_uring
   ${PROJECT_SOURCE_DIR}/runtime/backend/uring.c
-  # sched: tasks, run queue, parking, timers, services' hooks
+  # sched: tasks, run queue, parking, timers, services' hooks, the inbox, sets of runtimes
   ${PROJECT_SOURCE_DIR}/runtime/sched/task.c
   ${PROJECT_SOURCE_DIR}/runtime/sched/sched.c
   ${PROJECT_SOURCE_DIR}/runtime/sched/waitq.c
   ${PROJECT_SOURCE_DIR}/runtime/sched/timer.c
   ${PROJECT_SOURCE_DIR}/runtime/sched/service.c
+  ${PROJECT_SOURCE_DIR}/runtime/sched/inbox.c
+  ${PROJECT_SOURCE_DIR}/runtime/sched/threads.c
   ${PROJECT_SOURCE_DIR}/runtime/sched/overflow.c
   ${PROJECT_SOURCE_DIR}/runtime/sched/run.c
   # ops: a task's kernel operation, and the blocking-style calls

@@ -50,6 +50,18 @@ void urt__backend_cancel(struct urt__backend *b, struct urt__op *target, struct 
  */
 int  urt__backend_poll(struct urt__backend *b, bool wait, uint64_t timeout_ns);
 
+/*
+ * Messages between the runtimes of one process. Another runtime's backend sends a message to this
+ * ring with urt__backend_message(its own backend, urt__backend_ring_fd(this), op): the
+ * completion then comes to op->on_complete here, with URT__OP_MESSAGE in its flags, without op
+ * having been submitted here (it does not count as in flight). op must live as long as the
+ * receiving backend. urt__backend_can_message says whether the kernel has the means
+ * (IORING_OP_MSG_RING, 5.18); where not, runtimes signal each other otherwise (an eventfd).
+ */
+int  urt__backend_ring_fd(const struct urt__backend *b);
+bool urt__backend_can_message(const struct urt__backend *b);
+void urt__backend_message(struct urt__backend *b, int ring_fd, struct urt__op *op);
+
 /* Flags of the setup that worked (IORING_SETUP_*), for urt_ring_flags. */
 unsigned urt__backend_flags(const struct urt__backend *b);
 

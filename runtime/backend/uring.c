@@ -21,6 +21,8 @@
 
 /* user_data of requests whose completion nobody wants. */
 #define UDATA_IGNORE 0ull
+/* Tag on the user_data of a message from another ring (records are 8-byte aligned). */
+#define UDATA_MESSAGE 1ull
 
 struct urt__backend {
     struct io_uring   ring;
@@ -30,6 +32,7 @@ struct urt__backend {
     void             *ctx;
     void            (*flush)(void *ctx);
     bool              dead;         /* an enter failed for good: nothing reaches the kernel   */
+    bool              msg_ring;     /* the kernel has IORING_OP_MSG_RING                      */
     struct io_uring_sqe scratch;    /* where operations queued on a dead ring are written     */
 };
 
@@ -71,6 +74,10 @@ int urt__backend_open(struct urt__backend **out, const struct urt__backend_confi
                 break;
             }
             io_uring_register_ring_fd(&b->ring); /* optional: saves an fd lookup per enter */
+            struct io_uring_probe *probe = io_uring_get_probe_ring(&b->ring);
+            b->msg_ring = probe && io_uring_opcode_supported(probe, IORING_OP_MSG_RING);
+            if (probe)
+                io_uring_free_probe(probe);
             b->sq_reserve = b->ring.sq.ring_entries >= 16 ? 4 : 1;
             *out = b;
             return 0;
@@ -102,6 +109,16 @@ void urt__backend_close(struct urt__backend *b)
 unsigned urt__backend_flags(const struct urt__backend *b)
 {
     return b->setup_flags;
+}
+
+int urt__backend_ring_fd(const struct urt__backend *b)
+{
+    return b->ring.ring_fd;
+}
+
+bool urt__backend_can_message(const struct urt__backend *b)
+{
+    return b->msg_ring;
 }
 
 /* ---- queueing ---- */
@@ -273,16 +290,30 @@ void urt__backend_cancel(struct urt__backend *b, struct urt__op *target, struct 
     prep(get_sqe(b, 0), &c, report ? udata(report) : UDATA_IGNORE);
 }
 
+void urt__backend_message(struct urt__backend *b, int ring_fd, struct urt__op *op)
+{
+    struct io_uring_sqe *sqe = get_sqe(b, b->sq_reserve);
+    io_uring_prep_msg_ring(sqe, ring_fd, 0, (uint64_t)(uintptr_t)op | UDATA_MESSAGE, 0);
+    io_uring_sqe_set_data64(sqe, UDATA_IGNORE);   /* the sender's own completion */
+}
+
 /* ---- submitting and reaping ---- */
 
 static void reap(struct urt__backend *b)
 {
     struct io_uring_cqe *cqe;
     unsigned head, n = 0, more = 0;
+    unsigned messages = 0;
     io_uring_for_each_cqe(&b->ring, head, cqe) {
         n++;
         if (cqe->user_data == UDATA_IGNORE || cqe->user_data == LIBURING_UDATA_TIMEOUT)
             continue;
+        if (unlikely(cqe->user_data & UDATA_MESSAGE)) {
+            struct urt__op *op = (struct urt__op *)(uintptr_t)(cqe->user_data & ~UDATA_MESSAGE);
+            messages++;
+            op->on_complete(b->ctx, op, cqe->res, URT__OP_MESSAGE);
+            continue;
+        }
         struct urt__op *op = (struct urt__op *)(uintptr_t)cqe->user_data;
         unsigned flags = 0;
         /* A multishot request stays in flight while the kernel says more will follow. */
@@ -295,8 +326,9 @@ static void reap(struct urt__backend *b)
     if (n) {
         io_uring_cq_advance(&b->ring, n);
         b->st->cqes_reaped += n;
-        b->st->ops_inflight -= n - more;
+        b->st->ops_inflight -= n - more - messages;
         b->st->cqes_more += more;
+        b->st->messages_in += messages;
     }
 }
 

@@ -16,6 +16,12 @@ static __thread struct urt_stats last_stats;
 
 int urt_run(urt_fn main_fn, void *arg, const struct urt_config *cfg)
 {
+    return urt__run(main_fn, arg, cfg, NULL, 0);
+}
+
+int urt__run(urt_fn main_fn, void *arg, const struct urt_config *cfg, struct urt__set *set,
+             int index)
+{
     if (!main_fn)
         return -EINVAL;
     if (urt__rt)
@@ -59,13 +65,18 @@ int urt_run(urt_fn main_fn, void *arg, const struct urt_config *cfg)
         return -ENOMEM;
     }
     urt__rt = rt;
+    rt->set = set;
+    rt->index = index;
     /* The first task is where programs do their setup (printf, getaddrinfo...): never compact. */
     struct urt_spawn_opts mo = { .name = "main",
                                  .stack_size = c.stack_size < DEFAULT_STACK_SIZE ? DEFAULT_STACK_SIZE
                                                                                  : c.stack_size };
-    if (!urt__task_new(rt, main_fn, arg, &mo)) {
+    rt->main_task = urt__task_new(rt, main_fn, arg, &mo);
+    if (!rt->main_task) {
         ret = -errno;
     } else {
+        if (set)
+            urt__set_started(rt);   /* takes posts from now on */
         urt__sched_loop(rt);
         ret = rt->main_status;
     }

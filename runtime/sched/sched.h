@@ -20,6 +20,8 @@
 #include "sched/timer.h"
 
 struct urt__service;
+struct urt__inbox;
+struct urt__set;
 
 struct urt_runtime {
     struct urt__backend    *backend;
@@ -52,6 +54,11 @@ struct urt_runtime {
     void                   *sched_asan_fake;
     void                   *altstack;          /* ours, if the thread had none             */
     struct urt__service    *services;          /* registered on first use (service.h)         */
+    struct urt__inbox      *inbox;             /* posts from other threads (urt_run_threads)  */
+    struct urt__set        *set;               /* the set this runtime belongs to, or NULL    */
+    int                     index;             /* its index in the set (0 alone)              */
+    uint64_t                shared_waiters;    /* tasks parked on what another thread can end */
+    struct urt_task        *main_task;         /* the first task                             */
     struct urt_config       cfg;               /* as urt_run was given it, defaults filled in */
 };
 
@@ -143,6 +150,15 @@ void urt__sched_flush(void *rt);
 /* On the scheduler's stack, outside the loop (urt_run's end, services' runtime_end): polls until
    *flag is false or the backend fails. */
 void urt__sched_drain(struct urt_runtime *rt, const bool *flag);
+
+/* run.c: runs a runtime on the calling thread (urt_run; each thread of urt_run_threads, with its
+   set and index). */
+int urt__run(urt_fn main_fn, void *arg, const struct urt_config *cfg, struct urt__set *set,
+             int index);
+
+/* threads.c: what a runtime of a set does when it starts and when its first task returns. */
+void urt__set_started(struct urt_runtime *rt);
+void urt__set_stopping(struct urt_runtime *rt);
 
 /* sched.c: the loop, entered by urt_run; returns once no task is left or the backend failed. */
 void urt__sched_loop(struct urt_runtime *rt);

@@ -154,10 +154,12 @@ void urt__task_main(struct urt_task *t)
 
     urt__timer_disarm(&rt->timers, t);
     rt->st.tasks_live--;
-    if (t->id == 1) {
+    if (t == rt->main_task) {
         /* urt_run's first task returned: nothing new may start, and the rest are cancelled. */
         rt->stopping = true;
         rt->main_status = t->status;
+        if (rt->set)
+            urt__set_stopping(rt);   /* other threads' posts are refused from now on */
         cancel_all(rt);
     }
     if (t->on_exit) {

@@ -1,0 +1,172 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * inbox.c - posts from other threads to a runtime (see inbox.h).
+ *
+ * A poster appends under the inbox's lock and, if no wake-up is on its way since the owner last
+ * drained, sends one: a message to the owner's ring (IORING_OP_MSG_RING) when the poster is
+ * itself a runtime whose kernel has them, else a write to the inbox's eventfd, whose read the
+ * owner keeps armed. So many posts to one runtime within one of its rounds cost one wake-up. The
+ * owner drains on its scheduler's stack, in the completion of either, and runs the posts in order.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "sched/inbox.h"
+#include "sched/sched.h"
+
+int urt__inbox_init(struct urt__inbox *in)
+{
+    in->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (in->efd < 0)
+        return -errno;
+    pthread_mutex_init(&in->lock, NULL);
+    in->head = in->tail = NULL;
+    in->closed = false;
+    in->signalled = false;
+    in->ring_fd = -1;
+    return 0;
+}
+
+void urt__inbox_destroy(struct urt__inbox *in)
+{
+    urt__inbox_close(in);
+    close(in->efd);
+    pthread_mutex_destroy(&in->lock);
+}
+
+/* Takes every post, in order, and lets the next poster signal again. */
+static struct urt__post *take(struct urt__inbox *in)
+{
+    pthread_mutex_lock(&in->lock);
+    struct urt__post *p = in->head;
+    in->head = in->tail = NULL;
+    in->signalled = false;
+    pthread_mutex_unlock(&in->lock);
+    return p;
+}
+
+static void drain(struct urt_runtime *rt, struct urt__inbox *in)
+{
+    struct urt__post *p = take(in);
+    while (p) {
+        struct urt__post *next = p->next;
+        p->run(rt, p);
+        p = next;
+    }
+}
+
+static void on_message(void *ctx, struct urt__op *op, int res, unsigned flags)
+{
+    (void)res;
+    (void)flags;
+    drain(ctx, urt__container_of(op, struct urt__inbox, msg_op));
+}
+
+static void on_eventfd(void *ctx, struct urt__op *op, int res, unsigned flags)
+{
+    (void)res;
+    (void)flags;
+    struct urt__inbox *in = urt__container_of(op, struct urt__inbox, efd_op);
+    in->efd_armed = false;
+    drain(ctx, in);
+}
+
+static void rearm(struct urt_runtime *rt, struct urt__service *s)
+{
+    struct urt__inbox *in = urt__container_of(s, struct urt__inbox, base);
+    if (in->efd_armed || in->closed)
+        return;
+    in->efd_armed = true;
+    in->efd_op = (struct urt__op){ .on_complete = on_eventfd, .kind = URT__OP_READ, .fd = in->efd,
+                                   .buf = &in->efd_value, .len = sizeof in->efd_value };
+    urt__backend_submit(rt->backend, &in->efd_op);
+}
+
+/* The armed read wakes a task only if some task waits on something another thread can end. */
+static uint64_t idle_ops(const struct urt_runtime *rt, const struct urt__service *s)
+{
+    const struct urt__inbox *in = urt__container_of(s, struct urt__inbox, base);
+    return in->efd_armed && rt->shared_waiters == 0;
+}
+
+static void runtime_end(struct urt_runtime *rt, struct urt__service *s)
+{
+    struct urt__inbox *in = urt__container_of(s, struct urt__inbox, base);
+    urt__inbox_close(in);
+    if (in->efd_armed) {
+        urt__backend_cancel(rt->backend, &in->efd_op, NULL);
+        urt__sched_drain(rt, &in->efd_armed);
+    }
+    pthread_mutex_lock(&in->lock);
+    in->ring_fd = -1;   /* the ring is about to go: messages would find another file */
+    pthread_mutex_unlock(&in->lock);
+}
+
+static const struct urt__service_ops inbox_ops = {
+    .name = "inbox",
+    .post_reap = rearm,
+    .idle_ops = idle_ops,
+    .runtime_end = runtime_end,
+};
+
+void urt__inbox_open(struct urt_runtime *rt, struct urt__inbox *in)
+{
+    in->msg_op = (struct urt__op){ .on_complete = on_message };
+    pthread_mutex_lock(&in->lock);
+    in->ring_fd = urt__backend_can_message(rt->backend) ? urt__backend_ring_fd(rt->backend) : -1;
+    pthread_mutex_unlock(&in->lock);
+    urt__service_add(rt, &in->base, &inbox_ops);
+    rt->inbox = in;
+    rearm(rt, &in->base);
+    drain(rt, in);   /* what came before the runtime ran */
+}
+
+void urt__inbox_close(struct urt__inbox *in)
+{
+    pthread_mutex_lock(&in->lock);
+    in->closed = true;
+    struct urt__post *p = in->head;
+    in->head = in->tail = NULL;
+    pthread_mutex_unlock(&in->lock);
+    while (p) {
+        struct urt__post *next = p->next;
+        if (p->drop)
+            p->drop(p);
+        p = next;
+    }
+}
+
+int urt__inbox_post(struct urt__inbox *in, struct urt__post *p)
+{
+    p->next = NULL;
+    pthread_mutex_lock(&in->lock);
+    if (in->closed) {
+        pthread_mutex_unlock(&in->lock);
+        return -ESHUTDOWN;
+    }
+    if (in->tail)
+        in->tail->next = p;
+    else
+        in->head = p;
+    in->tail = p;
+    bool signal = !in->signalled;
+    in->signalled = true;
+    int ring_fd = in->ring_fd;
+    pthread_mutex_unlock(&in->lock);
+    /* (Queued here, the message reaches the kernel at this runtime's next enter. Should the
+       owner's ring be gone by then, the message fails on our side and is ignored: the owner has
+       closed its inbox and wants no wake-up.) */
+    struct urt_runtime *rt = urt__rt;
+    if (signal && ring_fd >= 0 && rt && !rt->fatal && urt__backend_can_message(rt->backend)) {
+        urt__backend_message(rt->backend, ring_fd, &in->msg_op);
+        signal = false;
+    }
+    if (signal) {
+        uint64_t one = 1;
+        ssize_t w = write(in->efd, &one, sizeof one);
+        (void)w;   /* EAGAIN: the counter is full, the owner has a wake-up pending anyway */
+    }
+    return 0;
+}

@@ -1,0 +1,55 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * inbox.h - work that other threads hand to a runtime: spawn requests, wake-ups of tasks parked
+ * on shared channels, a request to stop. Posting works from any thread; the owning runtime runs
+ * the posts on its scheduler's stack. The inbox belongs to the set of runtimes
+ * (urt_run_threads), not to the runtime, so that a post racing with the runtime's end meets a
+ * closed inbox, never freed memory.
+ */
+#ifndef URT_SCHED_INBOX_H
+#define URT_SCHED_INBOX_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "backend/op.h"
+#include "sched/service.h"
+
+struct urt_runtime;
+struct urt__post;
+
+struct urt__post {
+    struct urt__post *next;
+    /* On the owner's scheduler stack; must free the post if it was allocated. */
+    void (*run)(struct urt_runtime *rt, struct urt__post *p);
+    /* The inbox closed with the post in it (its runtime ended): free it, do nothing else. */
+    void (*drop)(struct urt__post *p);
+};
+
+struct urt__inbox {
+    pthread_mutex_t     lock;
+    struct urt__post   *head, *tail;
+    bool                closed;     /* the runtime is ending or has ended: posts are refused   */
+    bool                signalled;  /* a wake-up is on its way since the last drain           */
+    int                 efd;        /* eventfd: the wake-up of posters that have no ring       */
+    int                 ring_fd;    /* the owner's ring, for messages; -1 until it runs        */
+    struct urt__op      msg_op;     /* what messages to the owner's ring complete to           */
+    /* The owner's side only. */
+    struct urt__service base;       /* registered with the owner: re-arm, idle count, end      */
+    struct urt__op      efd_op;     /* the eventfd read, armed while the runtime runs          */
+    uint64_t            efd_value;
+    bool                efd_armed;
+};
+
+/* Sets up an inbox (before its runtime starts): 0 or -errno. */
+int  urt__inbox_init(struct urt__inbox *in);
+void urt__inbox_destroy(struct urt__inbox *in);
+/* The owner starts taking posts (its scheduler runs them); posts made before are run too. */
+void urt__inbox_open(struct urt_runtime *rt, struct urt__inbox *in);
+/* The owner refuses posts from now on; the posts still in it are dropped. Idempotent. */
+void urt__inbox_close(struct urt__inbox *in);
+/* Hands p to the inbox's owner, from any thread: 0, or -ESHUTDOWN (closed: p untouched). */
+int  urt__inbox_post(struct urt__inbox *in, struct urt__post *p);
+
+#endif

@@ -1,0 +1,247 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * threads.c - a set of runtimes, one per thread (urt_run_threads), and what crosses between
+ * them: spawn requests and stop requests, posted to the target's inbox (inbox.h).
+ *
+ * The set owns the inboxes and outlives every runtime in it, so a post racing with its target's
+ * end meets a closed inbox (-ESHUTDOWN), never freed memory.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/fault.h"
+#include "sched/inbox.h"
+#include "sched/sched.h"
+
+struct slot {
+    struct urt__inbox inbox;
+    struct urt__set  *set;
+    int               index;
+    int               cpu;        /* -1: not pinned                                          */
+    int               status;     /* main's status, or -errno when it could not start        */
+    bool              started;    /* its runtime took its first post (under set->lock)      */
+    bool              stop_posted;
+    bool              made;       /* its thread was created                                  */
+    pthread_t         thread;
+    struct urt__post  stop;       /* cancels the runtime's first task                        */
+};
+
+struct urt__set {
+    pthread_mutex_t   lock;
+    int               n;
+    int               start_error;   /* the first runtime that could not start: -errno      */
+    urt_fn            fn;
+    void             *arg;
+    struct urt_config cfg;
+    struct slot       slots[];
+};
+
+/* ---- stopping ---- */
+
+static void run_stop(struct urt_runtime *rt, struct urt__post *p)
+{
+    (void)p;
+    struct urt_task *m = rt->main_task;
+    if (m && m->state != URT__DONE)
+        urt__cancel(rt, m);
+}
+
+/* Every runtime of the set cancels its first task (a runtime could not start). */
+static void stop_all(struct urt__set *set)
+{
+    for (int i = 0; i < set->n; i++) {
+        struct slot *s = &set->slots[i];
+        pthread_mutex_lock(&set->lock);
+        bool post = !s->stop_posted;
+        s->stop_posted = true;
+        pthread_mutex_unlock(&set->lock);
+        if (post)
+            urt__inbox_post(&s->inbox, &s->stop);   /* -ESHUTDOWN: it has ended already */
+    }
+}
+
+void urt__set_started(struct urt_runtime *rt)
+{
+    struct urt__set *set = rt->set;
+    struct slot *s = &set->slots[rt->index];
+    pthread_mutex_lock(&set->lock);
+    s->started = true;
+    pthread_mutex_unlock(&set->lock);
+    urt__inbox_open(rt, &s->inbox);
+}
+
+void urt__set_stopping(struct urt_runtime *rt)
+{
+    urt__inbox_close(&rt->set->slots[rt->index].inbox);
+}
+
+/* ---- the threads ---- */
+
+static void *thread_main(void *p)
+{
+    struct slot *s = p;
+    struct urt__set *set = s->set;
+    if (s->cpu >= 0) {
+        cpu_set_t cpus;
+        CPU_ZERO(&cpus);
+        CPU_SET(s->cpu, &cpus);
+        pthread_setaffinity_np(pthread_self(), sizeof cpus, &cpus);   /* best effort */
+    }
+    s->status = urt__run(set->fn, set->arg, &set->cfg, set, s->index);
+    pthread_mutex_lock(&set->lock);
+    bool failed = !s->started;
+    if (failed && !set->start_error)
+        set->start_error = s->status < 0 ? s->status : -ENOMEM;
+    pthread_mutex_unlock(&set->lock);
+    urt__inbox_close(&s->inbox);
+    if (failed)
+        stop_all(set);
+    return NULL;
+}
+
+/* The CPUs of the caller's affinity mask, in order; their count, or -errno. */
+static int allowed_cpus(int *cpus, int max)
+{
+    cpu_set_t mask;
+    if (sched_getaffinity(0, sizeof mask, &mask) != 0)
+        return -errno;
+    int n = 0;
+    for (int c = 0; c < CPU_SETSIZE && n < max; c++)
+        if (CPU_ISSET(c, &mask))
+            cpus[n++] = c;
+    return n;
+}
+
+int urt_run_threads(int nthreads, urt_fn main_fn, void *arg, const struct urt_config *cfg)
+{
+    if (!main_fn || nthreads < 0 || nthreads > URT_THREADS_MAX)
+        return -EINVAL;
+    if (urt__rt)
+        return -EBUSY;
+    static int cpus[CPU_SETSIZE];
+    int ncpus = allowed_cpus(cpus, CPU_SETSIZE);
+    if (ncpus <= 0)
+        ncpus = 0;
+    if (nthreads == 0)
+        nthreads = ncpus > 0 ? ncpus : 1;
+    struct urt__set *set = calloc(1, sizeof *set + (size_t)nthreads * sizeof set->slots[0]);
+    if (!set)
+        return -ENOMEM;
+    pthread_mutex_init(&set->lock, NULL);
+    set->n = nthreads;
+    set->fn = main_fn;
+    set->arg = arg;
+    if (cfg)
+        set->cfg = *cfg;
+    int err = 0, made = 0;
+    for (int i = 0; i < nthreads && !err; i++) {
+        struct slot *s = &set->slots[i];
+        s->set = set;
+        s->index = i;
+        s->cpu = set->cfg.no_pinning || ncpus == 0 ? -1 : cpus[i % ncpus];
+        s->stop = (struct urt__post){ .run = run_stop };
+        err = urt__inbox_init(&s->inbox);
+        if (!err)
+            made++;
+    }
+    for (int i = 0; i < made && !err; i++) {
+        struct slot *s = &set->slots[i];
+        /* A runtime's thread runs tasks on their own stacks: its own needs little. */
+        pthread_attr_t attr;
+        pthread_attr_init(&attr);
+        pthread_attr_setstacksize(&attr, 1024 * 1024);
+        int e = pthread_create(&s->thread, &attr, thread_main, s);
+        pthread_attr_destroy(&attr);
+        if (e) {
+            err = -e;
+            break;
+        }
+        s->made = true;
+    }
+    if (err) {
+        pthread_mutex_lock(&set->lock);
+        if (!set->start_error)
+            set->start_error = err;
+        pthread_mutex_unlock(&set->lock);
+        stop_all(set);
+    }
+    for (int i = 0; i < nthreads; i++)
+        if (set->slots[i].made)
+            pthread_join(set->slots[i].thread, NULL);
+    int ret = set->start_error;
+    for (int i = 0; i < nthreads && !ret; i++)
+        if (set->slots[i].status != 0)
+            ret = set->slots[i].status;
+    for (int i = 0; i < made; i++)
+        urt__inbox_destroy(&set->slots[i].inbox);
+    pthread_mutex_destroy(&set->lock);
+    free(set);
+    return ret;
+}
+
+int urt_thread_index(void)
+{
+    struct urt_runtime *rt = urt__rt;
+    return rt ? rt->index : -EPERM;
+}
+
+int urt_thread_count(void)
+{
+    struct urt_runtime *rt = urt__rt;
+    return !rt ? -EPERM : rt->set ? rt->set->n : 1;
+}
+
+/* ---- spawning on another runtime ---- */
+
+struct spawn_post {
+    struct urt__post post;
+    urt_fn           fn;
+    void            *arg;
+};
+
+static void run_spawn(struct urt_runtime *rt, struct urt__post *p)
+{
+    struct spawn_post *sp = (struct spawn_post *)p;
+    if (!rt->stopping) {
+        struct urt_task *t = urt__task_new(rt, sp->fn, sp->arg, NULL);
+        if (t)
+            t->flags |= URT__DETACHED;   /* (no memory for a stack: the request is lost) */
+    }
+    free(sp);
+}
+
+static void drop_spawn(struct urt__post *p)
+{
+    free(p);
+}
+
+int urt_spawn_on(int index, urt_fn fn, void *arg)
+{
+    struct urt_runtime *rt = urt__rt;
+    if (!rt || !rt->current)
+        return -EPERM;
+    if (!fn || index < 0 || index >= (rt->set ? rt->set->n : 1))
+        return -EINVAL;
+    if (index == rt->index) {
+        if (rt->stopping)
+            return -ESHUTDOWN;
+        struct urt_task *t = urt__task_new(rt, fn, arg, NULL);
+        if (!t)
+            return -errno;
+        t->flags |= URT__DETACHED;
+        return 0;
+    }
+    struct spawn_post *sp = urt__sched_calloc(rt, 1, sizeof *sp);
+    if (!sp)
+        return -ENOMEM;
+    sp->post = (struct urt__post){ .run = run_spawn, .drop = drop_spawn };
+    sp->fn = fn;
+    sp->arg = arg;
+    int err = urt__inbox_post(&rt->set->slots[index].inbox, &sp->post);
+    if (err)
+        urt__sched_free(rt, sp);
+    return err;
+}
