@@ -500,6 +500,14 @@ typedef struct urt_chan urt_chan;
 
 /* A new channel; NULL and errno EINVAL (elem_size 0) or ENOMEM. */
 urt_chan *urt_chan_new(size_t elem_size, size_t capacity);
+/* A channel that tasks of every runtime of the set (urt_run_threads) may send to and receive
+   from, with the same calls; urt_chan_try_send, urt_chan_try_recv and urt_chan_close also work
+   from any thread at all (one urt does not run), which is how other code wakes a task. FIFO;
+   each element is delivered exactly once. It lives until urt_chan_free, by whichever thread knows
+   that nobody uses it any more. A task waiting on it is never taken for deadlocked. A local
+   channel (urt_chan_new) belongs to its runtime: its calls from another runtime's task or another
+   thread return -EXDEV (urt_chan_close and urt_chan_free do nothing there). */
+urt_chan *urt_chan_new_shared(size_t elem_size, size_t capacity);
 
 /* (T) Copies *elem into the channel, waiting for room. 0; -EPIPE when the channel is closed;
    -ECANCELED; -ETIMEDOUT; -EINVAL for NULL arguments. */

@@ -23,6 +23,7 @@ set(URT_SOURCES
   ${PROJECT_SOURCE_DIR}/runtime/sched/timer.c
   ${PROJECT_SOURCE_DIR}/runtime/sched/service.c
   ${PROJECT_SOURCE_DIR}/runtime/sched/inbox.c
+  ${PROJECT_SOURCE_DIR}/runtime/sched/xwait.c
   ${PROJECT_SOURCE_DIR}/runtime/sched/threads.c
   ${PROJECT_SOURCE_DIR}/runtime/sched/overflow.c
   ${PROJECT_SOURCE_DIR}/runtime/sched/run.c

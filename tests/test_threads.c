@@ -3,6 +3,8 @@
  * test_threads.c - urt_run_threads: one runtime per thread, their indexes and statuses, and work
  * crossing between them (urt_spawn_on). Waits are on eventfds written by the tasks themselves.
  */
+#include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <sys/eventfd.h>
 
@@ -197,6 +199,243 @@ UT_TEST(spawn_on_inside_urt_run)
     assert_int_equal(urt_spawn_on(0, nop, NULL), -EPERM);
 }
 
+/* ---- shared channels ---- */
+
+enum { MESSAGES = 1000000 };
+
+struct stream {
+    urt_chan *c;         /* shared, buffered: runtime 0 sends, runtime 1 receives        */
+    urt_chan *ping, *pong;   /* shared rendezvous: round trips between the two           */
+    long      received, out_of_order, round_trips;
+};
+
+static int stream_main(void *arg)
+{
+    struct stream *s = arg;
+    if (urt_thread_index() == 0) {
+        for (long i = 0; i < MESSAGES; i++)
+            if (urt_chan_send(s->c, &i) != 0)
+                break;
+        for (int k = 0; k < 10000; k++) {
+            int v = k, back = -1;
+            if (urt_chan_send(s->ping, &v) != 0 || urt_chan_recv(s->pong, &back) != 0 || back != k + 1)
+                break;
+            s->round_trips++;
+        }
+        urt_chan_close(s->ping);
+        return 0;
+    }
+    for (long want = 0; want < MESSAGES; want++) {
+        long v;
+        if (urt_chan_recv(s->c, &v) != 0)
+            break;
+        if (v != want)
+            s->out_of_order++;
+        s->received++;
+    }
+    int v;
+    while (urt_chan_recv(s->ping, &v) == 0) {
+        v++;
+        if (urt_chan_send(s->pong, &v) != 0)
+            break;
+    }
+    return 0;
+}
+
+UT_TEST_T(a_million_messages_across_two_runtimes, 120)
+{
+    struct stream s;
+    memset(&s, 0, sizeof s);
+    s.c = urt_chan_new_shared(sizeof(long), 128);
+    s.ping = urt_chan_new_shared(sizeof(int), 0);
+    s.pong = urt_chan_new_shared(sizeof(int), 0);
+    assert_non_null(s.c);
+    assert_int_equal(urt_run_threads(2, stream_main, &s, NULL), 0);
+    urt_chan_free(s.c);
+    urt_chan_free(s.ping);
+    urt_chan_free(s.pong);
+    assert_int_equal(s.received, MESSAGES);
+    assert_int_equal(s.out_of_order, 0);
+    assert_int_equal(s.round_trips, 10000);
+}
+
+/* A thread urt does not run wakes a task through try_send. */
+struct foreign {
+    urt_chan *c;
+    int       got[3];
+    int       tries_failed;
+};
+
+static void *foreign_thread(void *arg)
+{
+    struct foreign *f = arg;
+    for (int k = 0; k < 3; k++) {
+        int v = 100 + k;
+        /* a rendezvous: it goes once the task waits in urt_chan_recv */
+        while (urt_chan_try_send(f->c, &v) == -EAGAIN)
+            sched_yield();
+    }
+    return NULL;
+}
+
+static int foreign_main(void *arg)
+{
+    struct foreign *f = arg;
+    for (int k = 0; k < 3; k++)
+        if (urt_chan_recv(f->c, &f->got[k]) != 0)
+            f->tries_failed++;
+    return 0;
+}
+
+UT_TEST(a_foreign_thread_wakes_a_task)
+{
+    struct foreign f;
+    memset(&f, 0, sizeof f);
+    f.c = urt_chan_new_shared(sizeof(int), 0);
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, foreign_thread, &f), 0);
+    assert_int_equal(urt_run(foreign_main, &f, NULL), 0);
+    pthread_join(th, NULL);
+    urt_chan_free(f.c);
+    assert_int_equal(f.tries_failed, 0);
+    for (int k = 0; k < 3; k++)
+        assert_int_equal(f.got[k], 100 + k);
+}
+
+/* ---- another runtime's local handles: -EXDEV ---- */
+
+struct misuse {
+    int       ready, done;   /* eventfds */
+    urt_task *task;
+    urt_chan *local;
+    urt_group *group;
+    int       join, detach, send, try_send, recv, gspawn, gwait, foreign_try;
+};
+
+static int sleeper(void *arg)
+{
+    (void)arg;
+    urt_sleep(URT_SEC(60));
+    return 0;
+}
+
+static int misuse_main(void *arg)
+{
+    struct misuse *m = arg;
+    uint64_t one = 1, v;
+    if (urt_thread_index() == 0) {
+        m->task = urt_spawn(sleeper, NULL);
+        m->local = urt_chan_new(sizeof(int), 1);
+        m->group = urt_group_new();
+        urt_write(m->ready, &one, sizeof one, -1);
+        urt_read(m->done, &v, sizeof v, -1);
+        urt_cancel(m->task);
+        EXPECT_EQ(urt_join(m->task), 0);
+        int x = 1;
+        EXPECT_EQ(urt_chan_try_send(m->local, &x), 0);   /* still intact */
+        urt_chan_free(m->local);
+        urt_group_free(m->group);
+        return 0;
+    }
+    urt_read(m->ready, &v, sizeof v, -1);
+    int x = 5;
+    m->join = urt_join(m->task);
+    m->detach = urt_detach_checked(m->task);
+    urt_cancel(m->task);             /* ignored: not this runtime's */
+    m->send = urt_chan_send(m->local, &x);
+    m->try_send = urt_chan_try_send(m->local, &x);
+    m->recv = urt_chan_recv(m->local, &x);
+    m->gspawn = urt_group_spawn(m->group, sleeper, NULL);
+    m->gwait = urt_group_wait(m->group);
+    urt_chan_close(m->local);        /* ignored */
+    urt_chan_free(m->local);         /* ignored */
+    urt_write(m->done, &one, sizeof one, -1);
+    return 0;
+}
+
+UT_TEST(another_runtimes_handles_are_exdev)
+{
+    struct misuse m;
+    memset(&m, 0, sizeof m);
+    m.ready = eventfd(0, EFD_CLOEXEC);
+    m.done = eventfd(0, EFD_CLOEXEC);
+    assert_int_equal(urt_run_threads(2, misuse_main, &m, NULL), 0);
+    close(m.ready);
+    close(m.done);
+    assert_int_equal(m.join, -EXDEV);
+    assert_int_equal(m.detach, -EXDEV);
+    assert_int_equal(m.send, -EXDEV);
+    assert_int_equal(m.try_send, -EXDEV);
+    assert_int_equal(m.recv, -EXDEV);
+    assert_int_equal(m.gspawn, -EXDEV);
+    assert_int_equal(m.gwait, -EXDEV);
+}
+
+/* ---- runtimes ending with posts and messages in flight ---- */
+
+static int ending_main(void *arg)
+{
+    urt_chan *c = arg;
+    if (urt_thread_index() == 1) {
+        /* receives a little, then ends while the other keeps sending and spawning here */
+        int v;
+        for (int k = 0; k < 1000; k++)
+            urt_chan_recv(c, &v);
+        return 0;
+    }
+    int v = 0, refused = 0;
+    for (int k = 0; k < 200000 && refused < 1000; k++) {
+        if (urt_spawn_on(1, nop, NULL) == -ESHUTDOWN)
+            refused++;
+        if (urt_chan_try_send(c, &v) == -EPIPE)
+            break;
+        if (k % 64 == 0)
+            urt_yield();
+    }
+    urt_chan_close(c);
+    return 0;
+}
+
+UT_TEST_T(runtimes_end_with_work_in_flight, 60)
+{
+    for (int run = 0; run < 5; run++) {
+        urt_chan *c = urt_chan_new_shared(sizeof(int), 16);
+        assert_int_equal(urt_run_threads(2, ending_main, c, NULL), 0);
+        urt_chan_free(c);
+    }
+}
+
+/* ---- many tasks on each runtime ---- */
+
+static int tiny(void *arg)
+{
+    (void)arg;
+    return urt_sleep(URT_USEC(100)) == 0 ? 0 : 1;
+}
+
+static int many_main(void *arg)
+{
+    atomic_long *ok = arg;
+    enum { N = 100000 };
+    urt_group *g = urt_group_new();
+    struct urt_spawn_opts o = { .stack_size = 2048 };
+    long made = 0;
+    for (int i = 0; i < N; i++)
+        if (urt_group_spawn_ex(g, tiny, NULL, &o) == 0)
+            made++;
+    if (urt_group_wait(g) == 0)
+        atomic_fetch_add(ok, made);
+    urt_group_free(g);
+    return 0;
+}
+
+UT_TEST_T(hundred_thousand_tasks_on_each_runtime, 120)
+{
+    atomic_long ok = 0;
+    assert_int_equal(urt_run_threads(2, many_main, &ok, NULL), 0);
+    assert_int_equal(atomic_load(&ok), 200000);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -207,6 +446,11 @@ int main(void)
         cmocka_unit_test(spawn_on_every_runtime),
         cmocka_unit_test(spawn_on_an_ended_runtime_is_eshutdown),
         cmocka_unit_test(spawn_on_inside_urt_run),
+        cmocka_unit_test(a_million_messages_across_two_runtimes),
+        cmocka_unit_test(a_foreign_thread_wakes_a_task),
+        cmocka_unit_test(another_runtimes_handles_are_exdev),
+        cmocka_unit_test(runtimes_end_with_work_in_flight),
+        cmocka_unit_test(hundred_thousand_tasks_on_each_runtime),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

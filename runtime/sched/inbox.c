@@ -98,10 +98,15 @@ static void runtime_end(struct urt_runtime *rt, struct urt__service *s)
     if (in->efd_armed) {
         urt__backend_cancel(rt->backend, &in->efd_op, NULL);
         urt__sched_drain(rt, &in->efd_armed);
+        if (rt->fatal)
+            return;   /* the read may still complete into it: leave it */
     }
     pthread_mutex_lock(&in->lock);
     in->ring_fd = -1;   /* the ring is about to go: messages would find another file */
     pthread_mutex_unlock(&in->lock);
+    rt->inbox = NULL;
+    if (in->own)
+        urt__inbox_release(in);
 }
 
 static const struct urt__service_ops inbox_ops = {
@@ -169,4 +174,42 @@ int urt__inbox_post(struct urt__inbox *in, struct urt__post *p)
         (void)w;   /* EAGAIN: the counter is full, the owner has a wake-up pending anyway */
     }
     return 0;
+}
+
+void urt__inbox_hold(struct urt__inbox *in)
+{
+    if (in->own)
+        __atomic_add_fetch(&in->refs, 1, __ATOMIC_RELAXED);
+}
+
+void urt__inbox_release(struct urt__inbox *in)
+{
+    if (in->own && __atomic_sub_fetch(&in->refs, 1, __ATOMIC_ACQ_REL) == 0) {
+        urt__inbox_destroy(in);
+        free(in);
+    }
+}
+
+static void make_own(struct urt_runtime *rt, void *arg)
+{
+    struct urt__inbox *in = calloc(1, sizeof *in);
+    if (in && urt__inbox_init(in) != 0) {
+        free(in);
+        in = NULL;
+    }
+    if (in) {
+        in->own = true;
+        in->refs = 1;   /* its runtime's */
+        urt__inbox_open(rt, in);
+    }
+    *(struct urt__inbox **)arg = in;
+}
+
+struct urt__inbox *urt__inbox_of(struct urt_runtime *rt)
+{
+    if (likely(rt->inbox != NULL))
+        return rt->inbox;
+    struct urt__inbox *in = NULL;
+    urt__on_sched_stack(rt, make_own, &in);
+    return in;
 }

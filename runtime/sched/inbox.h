@@ -40,6 +40,10 @@ struct urt__inbox {
     struct urt__op      efd_op;     /* the eventfd read, armed while the runtime runs          */
     uint64_t            efd_value;
     bool                efd_armed;
+    /* A runtime of urt_run makes its inbox when a task first waits on a shared primitive; such
+       an inbox is freed by the last of its runtime and the wakers still posting to it. */
+    bool                own;
+    int                 refs;       /* atomic, for an own inbox                                */
 };
 
 /* Sets up an inbox (before its runtime starts): 0 or -errno. */
@@ -51,5 +55,11 @@ void urt__inbox_open(struct urt_runtime *rt, struct urt__inbox *in);
 void urt__inbox_close(struct urt__inbox *in);
 /* Hands p to the inbox's owner, from any thread: 0, or -ESHUTDOWN (closed: p untouched). */
 int  urt__inbox_post(struct urt__inbox *in, struct urt__post *p);
+/* The runtime's inbox, made now if it has none (a runtime of urt_run): NULL without memory. */
+struct urt__inbox *urt__inbox_of(struct urt_runtime *rt);
+/* Keeps an inbox from being freed while the caller posts to it (taken while the caller knows its
+   runtime lives, say under the lock of a primitive a task of it waits on). */
+void urt__inbox_hold(struct urt__inbox *in);
+void urt__inbox_release(struct urt__inbox *in);
 
 #endif

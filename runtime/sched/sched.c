@@ -254,7 +254,8 @@ void urt__interrupt(struct urt_runtime *rt, struct urt_task *t)
     if (t->state != URT__PARKED)
         return;
     switch (t->wait_kind) {
-    case URT__WAIT_IO: {
+    case URT__WAIT_IO:
+    case URT__WAIT_SHARED: {
         /* The operation's buffers live on t's stack: its own interrupt asks the kernel to end
            it and keeps t parked until the operation's completion arrives. */
         struct urt__io_wait *w = t->wait;

@@ -63,6 +63,7 @@ struct urt_task *urt__task_new(struct urt_runtime *rt, urt_fn fn, void *arg,
     t->fn = fn;
     t->arg = arg;
     t->id = ++rt->next_id;
+    t->rt = rt;
     t->stack = s;
     if (opts && opts->name) {
         strncpy(t->name, opts->name, sizeof t->name - 1);
@@ -201,6 +202,8 @@ int urt_join(urt_task *h)
     if (!self)
         return -EPERM;
     struct urt_task *t = urt__task_of(h);
+    if (t && t->rt != rt)
+        return -EXDEV;
     if (!t || (t->flags & (URT__DETACHED | URT__JOINED | URT__IN_GROUP)))
         return -EINVAL;
     if (t == self)
@@ -226,6 +229,8 @@ int urt_detach_checked(urt_task *h)
     if (!urt__self())
         return -EPERM;
     struct urt_task *t = urt__task_of(h);
+    if (t && t->rt != rt)
+        return -EXDEV;
     if (!t || (t->flags & (URT__DETACHED | URT__JOINED | URT__IN_GROUP)))
         return -EINVAL;
     if (t->state == URT__DONE)
@@ -251,7 +256,7 @@ void urt__cancel(struct urt_runtime *rt, struct urt_task *t)
 void urt_cancel(urt_task *h)
 {
     struct urt_task *t = urt__self() ? urt__task_of(h) : NULL;
-    if (t)
+    if (t && t->rt == urt__rt)   /* another runtime's task: not ours to touch */
         urt__cancel(urt__rt, t);
 }
 

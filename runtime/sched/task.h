@@ -26,6 +26,7 @@ enum urt__wait_kind {
     URT__WAIT_SLEEP,   /* only its timer                                                        */
     URT__WAIT_QUEUE,   /* a waiter queue (join, channel, group): interrupt = unlink and wake    */
     URT__WAIT_QUEUE_NOINTR, /* a waiter queue that cancel and deadline leave alone (cleanup)     */
+    URT__WAIT_SHARED,  /* something other threads can end: t->wait is a struct urt__io_wait     */
 };
 
 enum urt__task_flags {
@@ -71,10 +72,11 @@ struct urt_task {
     /* The rest: spawn, exit, join, timers, owners, dumps. */
     uint64_t             magic;
     int                  status;      /* return value once DONE                                */
-    uint32_t             pad_;
+    uint32_t             wait_seq;    /* counts its waits on shared primitives (xwait.h)     */
     urt_fn               fn;
     void                *arg;
     uint64_t             id;
+    struct urt_runtime  *rt;          /* its runtime: another's calls on it get -EXDEV         */
     struct urt_task     *timer_prev, *timer_next;   /* the in-order list                       */
     struct urt__waiter  *joiner;      /* the task waiting in urt_join                          */
     /* Who collects its status instead of a joiner (a group): told when the task returns, on

@@ -1,11 +1,16 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * chan.c - channels of fixed-size elements between the tasks of one runtime.
+ * chan.c - channels of fixed-size elements.
  *
  * A waiting sender or receiver parks on a waiter record on its own stack holding a pointer to its
  * element; the task that meets it copies directly from or into that element and wakes it. A woken
  * task touches only its record, never the channel, so a channel can be freed while tasks it just
  * woke have not yet run.
+ *
+ * A local channel (urt_chan_new) belongs to one runtime and takes no lock and no atomic
+ * operation; another runtime's use of it is refused with -EXDEV. A shared one
+ * (urt_chan_new_shared) does the same under its mutex, with waiters that tasks of any runtime,
+ * or any thread, can wake (sched/xwait.h).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -13,16 +18,21 @@
 #include "base/fault.h"
 #include "sched/sched.h"
 #include "sched/waitq.h"
+#include "sched/xwait.h"
 
 struct urt_chan {
     size_t              elem_size, cap;
-    size_t              head, count;   /* the ring buffer of buffered elements */
+    size_t              head, count;   /* the ring buffer of buffered elements                  */
     bool                closed;
-    struct urt__wqueue  senders, receivers;
+    bool                shared;
+    struct urt_runtime *owner;         /* a local channel's runtime                            */
+    struct urt__wqueue  senders, receivers;     /* local                                        */
+    pthread_mutex_t     lock;                   /* shared: guards everything here              */
+    struct urt__xqueue  xsenders, xreceivers;   /* shared                                       */
     char               *buf;
 };
 
-urt_chan *urt_chan_new(size_t elem_size, size_t capacity)
+static urt_chan *chan_new(size_t elem_size, size_t capacity, bool shared)
 {
     if (elem_size == 0 || (capacity && elem_size > SIZE_MAX / capacity)) {
         errno = EINVAL;
@@ -34,17 +44,33 @@ urt_chan *urt_chan_new(size_t elem_size, size_t capacity)
         return NULL;
     c->elem_size = elem_size;
     c->cap = capacity;
+    c->shared = shared;
+    c->owner = shared ? NULL : rt;
     if (capacity && !(c->buf = urt__sched_calloc(rt, capacity, elem_size))) {
         urt__sched_free(rt, c);
         return NULL;
     }
+    if (shared)
+        pthread_mutex_init(&c->lock, NULL);
     return c;
+}
+
+urt_chan *urt_chan_new(size_t elem_size, size_t capacity)
+{
+    return chan_new(elem_size, capacity, false);
+}
+
+urt_chan *urt_chan_new_shared(size_t elem_size, size_t capacity)
+{
+    return chan_new(elem_size, capacity, true);
 }
 
 static inline char *slot(urt_chan *c, size_t i)
 {
     return c->buf + ((c->head + i) % c->cap) * c->elem_size;
 }
+
+/* ---- local channels ---- */
 
 /* 0 when done without waiting, -EAGAIN when the caller would have to wait, or an error. */
 static int send_now(struct urt_runtime *rt, urt_chan *c, const void *elem)
@@ -87,13 +113,78 @@ static int recv_now(struct urt_runtime *rt, urt_chan *c, void *elem)
     return c->closed ? -EPIPE : -EAGAIN;
 }
 
+/* ---- shared channels: the same under the lock, with waiters any thread can wake ---- */
+
+static int send_now_shared(urt_chan *c, const void *elem)
+{
+    if (c->closed)
+        return -EPIPE;
+    struct urt__xwaiter *r = urt__xq_pop(&c->xreceivers);
+    if (r) {
+        memcpy(r->elem, elem, c->elem_size);
+        urt__xwake(r, 0);
+        return 0;
+    }
+    if (c->count < c->cap) {
+        memcpy(slot(c, c->count++), elem, c->elem_size);
+        return 0;
+    }
+    return -EAGAIN;
+}
+
+static int recv_now_shared(urt_chan *c, void *elem)
+{
+    if (c->count) {
+        memcpy(elem, slot(c, 0), c->elem_size);
+        c->head = (c->head + 1) % c->cap;
+        c->count--;
+        struct urt__xwaiter *s = urt__xq_pop(&c->xsenders);
+        if (s) {
+            memcpy(slot(c, c->count++), s->elem, c->elem_size);
+            urt__xwake(s, 0);
+        }
+        return 0;
+    }
+    struct urt__xwaiter *s = urt__xq_pop(&c->xsenders);
+    if (s) {
+        memcpy(elem, s->elem, c->elem_size);
+        urt__xwake(s, 0);
+        return 0;
+    }
+    return c->closed ? -EPIPE : -EAGAIN;
+}
+
+/* ---- the calls ---- */
+
+/* For a blocking call: -EPERM outside a task, -EINVAL, -EXDEV (another runtime's local channel),
+   -ECANCELED / -ETIMEDOUT. */
 static int check(urt_chan *c, const void *elem)
 {
-    if (!urt__self())
+    struct urt_task *self = urt__self();
+    if (!self)
         return -EPERM;
     if (!c || !elem)
         return -EINVAL;
-    return urt__check_blocking(urt__self());
+    if (unlikely(!c->shared && c->owner != urt__rt))
+        return -EXDEV;
+    return urt__check_blocking(self);
+}
+
+/* For try_send/try_recv: a shared channel may be used from any thread; a local one only by its
+   runtime's tasks. */
+static int check_try(urt_chan *c, const void *elem)
+{
+    if (!c || !elem)
+        return -EINVAL;
+    struct urt_task *self = urt__self();
+    if (!c->shared) {
+        if (!self)
+            return urt__rt || !c->owner ? -EPERM : -EXDEV;
+        if (c->owner != urt__rt)
+            return -EXDEV;
+    }
+    /* From a task, cancellation and the deadline hold as for any call (as before sharing). */
+    return self ? urt__check_blocking(self) : 0;
 }
 
 int urt_chan_send(urt_chan *c, const void *elem)
@@ -101,6 +192,16 @@ int urt_chan_send(urt_chan *c, const void *elem)
     int err = check(c, elem);
     if (err)
         return err;
+    if (c->shared) {
+        pthread_mutex_lock(&c->lock);
+        err = send_now_shared(c, elem);
+        if (err != -EAGAIN) {
+            pthread_mutex_unlock(&c->lock);
+            return err;
+        }
+        struct urt__xwaiter w = { .elem = (void *)elem, .what = "chan_send", .obj = c };
+        return urt__xwait(urt__rt, &c->xsenders, &c->lock, &w);
+    }
     err = send_now(urt__rt, c, elem);
     if (err != -EAGAIN)
         return err;
@@ -113,6 +214,16 @@ int urt_chan_recv(urt_chan *c, void *elem)
     int err = check(c, elem);
     if (err)
         return err;
+    if (c->shared) {
+        pthread_mutex_lock(&c->lock);
+        err = recv_now_shared(c, elem);
+        if (err != -EAGAIN) {
+            pthread_mutex_unlock(&c->lock);
+            return err;
+        }
+        struct urt__xwaiter w = { .elem = elem, .what = "chan_recv", .obj = c };
+        return urt__xwait(urt__rt, &c->xreceivers, &c->lock, &w);
+    }
     err = recv_now(urt__rt, c, elem);
     if (err != -EAGAIN)
         return err;
@@ -122,21 +233,48 @@ int urt_chan_recv(urt_chan *c, void *elem)
 
 int urt_chan_try_send(urt_chan *c, const void *elem)
 {
-    int err = check(c, elem);
-    return err ? err : send_now(urt__rt, c, elem);
+    int err = check_try(c, elem);
+    if (err)
+        return err;
+    if (!c->shared)
+        return send_now(urt__rt, c, elem);
+    pthread_mutex_lock(&c->lock);
+    err = send_now_shared(c, elem);
+    pthread_mutex_unlock(&c->lock);
+    return err;
 }
 
 int urt_chan_try_recv(urt_chan *c, void *elem)
 {
-    int err = check(c, elem);
-    return err ? err : recv_now(urt__rt, c, elem);
+    int err = check_try(c, elem);
+    if (err)
+        return err;
+    if (!c->shared)
+        return recv_now(urt__rt, c, elem);
+    pthread_mutex_lock(&c->lock);
+    err = recv_now_shared(c, elem);
+    pthread_mutex_unlock(&c->lock);
+    return err;
 }
 
 void urt_chan_close(urt_chan *c)
 {
-    struct urt_runtime *rt = urt__rt;
-    if (!c || c->closed)
+    if (!c)
         return;
+    if (c->shared) {
+        pthread_mutex_lock(&c->lock);
+        c->closed = true;
+        struct urt__xwaiter *w;
+        while ((w = urt__xq_pop(&c->xsenders)))
+            urt__xwake(w, -EPIPE);
+        while ((w = urt__xq_pop(&c->xreceivers)))
+            urt__xwake(w, -EPIPE);
+        pthread_mutex_unlock(&c->lock);
+        return;
+    }
+    struct urt_runtime *rt = urt__rt;
+    if (c->closed || c->owner != rt)
+        return;   /* another runtime's channel: not ours to touch */
     c->closed = true;
     urt__wq_wake_all(rt, &c->senders, -EPIPE);
     urt__wq_wake_all(rt, &c->receivers, -EPIPE);
@@ -146,8 +284,12 @@ void urt_chan_free(urt_chan *c)
 {
     if (!c)
         return;
-    urt_chan_close(c);
     struct urt_runtime *rt = urt__rt;
+    if (!c->shared && c->owner != rt)
+        return;   /* another runtime's channel: not ours to free */
+    urt_chan_close(c);
+    if (c->shared)
+        pthread_mutex_destroy(&c->lock);
     urt__sched_free(rt, c->buf);
     urt__sched_free(rt, c);
 }

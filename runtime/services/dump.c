@@ -6,6 +6,7 @@
 #include "sched/sched.h"
 #include "sched/timer.h"
 #include "sched/waitq.h"
+#include "sched/xwait.h"
 
 static const char *state_name(const struct urt_task *t)
 {
@@ -47,6 +48,11 @@ static void describe_wait(const struct urt_task *t, char *buf, size_t len)
     case URT__WAIT_SLEEP:
         snprintf(buf, len, "sleep");
         return;
+    case URT__WAIT_SHARED: {
+        const struct urt__xwaiter *w = urt__container_of(t->wait, struct urt__xwaiter, hook);
+        snprintf(buf, len, "%s(shared %p)", w->what ? w->what : "shared", w->obj);
+        return;
+    }
     case URT__WAIT_QUEUE:
     case URT__WAIT_QUEUE_NOINTR: {
         const struct urt__waiter *w = t->wait;
@@ -83,8 +89,9 @@ void urt_dump(FILE *out)
         return;
     }
     uint64_t now = urt_now();
-    fprintf(out, "urt: %llu live tasks, %llu operations in flight, %llu timers\n",
-            (unsigned long long)rt->st.tasks_live, (unsigned long long)rt->st.ops_inflight,
+    fprintf(out, "urt: runtime %d of %d: %llu live tasks, %llu operations in flight, %llu timers\n",
+            rt->index, urt_thread_count(), (unsigned long long)rt->st.tasks_live,
+            (unsigned long long)rt->st.ops_inflight,
             (unsigned long long)urt__timers_armed(&rt->timers));
     fprintf(out, "%8s  %-16s %-8s %-28s %-10s %-12s %s\n", "id", "name", "state", "waiting on",
             "for", "deadline", "stack used/size");

@@ -14,6 +14,7 @@ struct urt_group {
     uint64_t            count;
     int                 status;    /* the first nonzero status, or -ECANCELED from cancel   */
     struct urt__wqueue  waiters;   /* tasks in urt_group_wait / urt_group_free               */
+    struct urt_runtime *rt;        /* its runtime: another's calls on it get -EXDEV          */
 };
 
 urt_group *urt_group_new(void)
@@ -22,7 +23,10 @@ urt_group *urt_group_new(void)
         errno = EPERM;
         return NULL;
     }
-    return urt__sched_calloc(urt__rt, 1, sizeof(struct urt_group));
+    urt_group *g = urt__sched_calloc(urt__rt, 1, sizeof(struct urt_group));
+    if (g)
+        g->rt = urt__rt;
+    return g;
 }
 
 static void member_done(struct urt_runtime *rt, struct urt_task *t);
@@ -34,6 +38,8 @@ int urt_group_spawn_ex(urt_group *g, urt_fn fn, void *arg, const struct urt_spaw
         return -EPERM;
     if (!g || !fn)
         return -EINVAL;
+    if (g->rt != rt)
+        return -EXDEV;
     if (g->status)
         return -ECANCELED;
     struct urt_task *t = urt__task_new(rt, fn, arg, opts);
@@ -97,6 +103,8 @@ int urt_group_wait(urt_group *g)
         return -EPERM;
     if (!g)
         return -EINVAL;
+    if (g->rt != rt)
+        return -EXDEV;
     while (g->count) {
         struct urt__waiter w = { .what = "group_wait", .obj = g };
         int err = urt__wq_wait(rt, &g->waiters, &w, true);
@@ -119,7 +127,7 @@ int urt_group_wait(urt_group *g)
 
 void urt_group_cancel(urt_group *g)
 {
-    if (!g || !urt__self())
+    if (!g || !urt__self() || g->rt != urt__rt)
         return;
     if (!g->status)
         g->status = -ECANCELED;
@@ -129,8 +137,8 @@ void urt_group_cancel(urt_group *g)
 void urt_group_free(urt_group *g)
 {
     struct urt_runtime *rt = urt__rt;
-    if (!g || !urt__self())
-        return;
+    if (!g || !urt__self() || g->rt != rt)
+        return;   /* (another runtime's group is not ours to free) */
     if (g->count) {
         if (!g->status)
             g->status = -ECANCELED;

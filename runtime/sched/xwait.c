@@ -1,0 +1,173 @@
+/* SPDX-License-Identifier: MIT */
+/* xwait.c - waits that other threads can end (see xwait.h). */
+#include <stdlib.h>
+
+#include "base/fault.h"
+#include "sched/inbox.h"
+#include "sched/sched.h"
+#include "sched/xwait.h"
+
+void urt__xq_push(struct urt__xqueue *q, struct urt__xwaiter *w)
+{
+    w->queue = q;
+    w->next = NULL;
+    w->prev = q->tail;
+    if (q->tail)
+        q->tail->next = w;
+    else
+        q->head = w;
+    q->tail = w;
+}
+
+static void xq_remove(struct urt__xwaiter *w)
+{
+    struct urt__xqueue *q = w->queue;
+    if (w->prev)
+        w->prev->next = w->next;
+    else
+        q->head = w->next;
+    if (w->next)
+        w->next->prev = w->prev;
+    else
+        q->tail = w->prev;
+    w->queue = NULL;
+    w->prev = w->next = NULL;
+}
+
+struct urt__xwaiter *urt__xq_pop(struct urt__xqueue *q)
+{
+    struct urt__xwaiter *w = q->head;
+    if (w)
+        xq_remove(w);
+    return w;
+}
+
+/* ---- waking ---- */
+
+struct wake_post {
+    struct urt__post post;
+    struct urt_task *task;
+    uint64_t         id;
+    uint32_t         seq;
+};
+
+/* The task still waits where the wake-up was meant for: ready it. */
+static void wake_if_waiting(struct urt_runtime *rt, struct urt_task *t, uint64_t id, uint32_t seq)
+{
+    if (t->magic == URT__TASK_MAGIC && t->id == id && t->wait_seq == seq &&
+        t->state == URT__PARKED && t->wait_kind == URT__WAIT_SHARED)
+        urt__ready(rt, t);
+}
+
+/* (A task's memory stays mapped while its runtime lives, and a wake-up reaches only a live
+   runtime: reading a since-reused header is safe, and the id tells.) */
+__attribute__((no_sanitize_address))
+static void run_wake(struct urt_runtime *rt, struct urt__post *p)
+{
+    struct wake_post *wp = (struct wake_post *)p;
+    wake_if_waiting(rt, wp->task, wp->id, wp->seq);
+    free(wp);
+}
+
+static void drop_wake(struct urt__post *p)
+{
+    free(p);
+}
+
+static void alloc_post(struct urt_runtime *rt, void *arg)
+{
+    (void)rt;
+    *(struct wake_post **)arg = malloc(sizeof(struct wake_post));
+}
+
+void urt__xwake(struct urt__xwaiter *w, int result)
+{
+    struct urt_runtime *target = w->rt, *here = urt__rt;
+    struct urt_task *t = w->task;
+    uint64_t id = w->id;
+    uint32_t seq = w->seq;
+    /* While w waits, its runtime and inbox live; once done is set they may not: take what is
+       needed first, and hold the inbox (the runtime itself is not touched again). */
+    struct urt__inbox *inbox = w->inbox;
+    if (target != here)
+        urt__inbox_hold(inbox);
+    if (w->queue)
+        xq_remove(w);
+    w->result = result;
+    __atomic_store_n(&w->done, 1, __ATOMIC_RELEASE);   /* w may be gone from here on */
+    if (target == here) {
+        wake_if_waiting(here, t, id, seq);
+        return;
+    }
+    /* (target is compared, never dereferenced, from here on) */
+    struct wake_post *wp = NULL;
+    if (here)
+        urt__on_sched_stack(here, alloc_post, &wp);
+    else
+        wp = malloc(sizeof *wp);
+    if (wp) {
+        *wp = (struct wake_post){ .post = { .run = run_wake, .drop = drop_wake },
+                                  .task = t, .id = id, .seq = seq };
+        if (urt__inbox_post(inbox, &wp->post) != 0)
+            free(wp);   /* its runtime is ending: the task is being cancelled anyway */
+    }
+    /* (No memory for the wake-up: the task sees its result when anything else wakes it, its
+       deadline or a cancel. Rare enough to accept rather than to block here.) */
+    urt__inbox_release(inbox);
+}
+
+/* ---- waiting ---- */
+
+static void interrupt(struct urt_runtime *rt, struct urt_task *t)
+{
+    struct urt__xwaiter *w = urt__container_of(t->wait, struct urt__xwaiter, hook);
+    pthread_mutex_lock(w->lock);
+    if (!__atomic_load_n(&w->done, __ATOMIC_ACQUIRE)) {
+        if (w->queue)
+            xq_remove(w);
+        w->result = urt__wait_status(t);
+        __atomic_store_n(&w->done, 1, __ATOMIC_RELEASE);
+    }
+    pthread_mutex_unlock(w->lock);
+    urt__ready(rt, t);   /* a wake-up from the waker, should one come too, finds seq changed */
+}
+
+int urt__xwait(struct urt_runtime *rt, struct urt__xqueue *q, pthread_mutex_t *lock,
+               struct urt__xwaiter *w)
+{
+    struct urt_task *self = rt->current;
+    int err = urt__check_blocking(self);
+    if (!err && self->deadline && urt__deadline_arm(&rt->timers, self) < 0)
+        err = -ENOMEM;
+    /* (Made under the primitive's lock: allocating on the scheduler's stack runs no task.) */
+    struct urt__inbox *inbox = err ? NULL : urt__inbox_of(rt);
+    if (!err && !inbox)
+        err = -ENOMEM;
+    if (err) {
+        pthread_mutex_unlock(lock);
+        return err;
+    }
+    w->hook.interrupt = interrupt;
+    w->lock = lock;
+    w->rt = rt;
+    w->inbox = inbox;
+    w->task = self;
+    w->id = self->id;
+    w->seq = ++self->wait_seq;
+    w->result = 0;
+    w->done = 0;
+    urt__xq_push(q, w);
+    self->flags &= ~URT__TIMED_OUT;
+    self->wait_kind = URT__WAIT_SHARED;
+    self->wait = &w->hook;
+    rt->shared_waiters++;
+    pthread_mutex_unlock(lock);
+    while (!__atomic_load_n(&w->done, __ATOMIC_ACQUIRE))
+        urt__park(rt);
+    rt->shared_waiters--;
+    self->wait_seq++;
+    self->wait_kind = URT__WAIT_NONE;
+    self->wait = NULL;
+    urt__timer_disarm(&rt->timers, self);
+    return w->result;
+}

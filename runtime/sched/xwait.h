@@ -1,0 +1,58 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * xwait.h - tasks parked on something that other threads can end (a shared channel): the queue
+ * lives under the primitive's own lock; a waker on another thread hands over the result and posts
+ * a wake-up to the waiting task's runtime (inbox.h), which readies the task if it still waits
+ * there. Such a task is never taken for deadlocked: another thread may still wake it.
+ */
+#ifndef URT_SCHED_XWAIT_H
+#define URT_SCHED_XWAIT_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "sched/task.h"
+
+struct urt_runtime;
+struct urt__inbox;
+
+struct urt__xqueue {
+    struct urt__xwaiter *head, *tail;
+};
+
+/* Lives on the waiting task's stack. A waker reads what it needs, then sets done last: from that
+   moment the record may be gone. */
+struct urt__xwaiter {
+    struct urt__io_wait  hook;     /* how a cancel or deadline ends the wait                  */
+    struct urt__xwaiter *prev, *next;
+    struct urt__xqueue  *queue;    /* NULL once woken or unlinked                             */
+    pthread_mutex_t     *lock;     /* the primitive's lock, which guards queue and done       */
+    void                *elem;     /* channels: where to copy from or to                      */
+    struct urt_runtime  *rt;       /* the waiting task's runtime                              */
+    struct urt__inbox   *inbox;    /* and its inbox, where wake-ups from other threads go     */
+    struct urt_task     *task;
+    uint64_t             id;       /* the task's id and its wait's sequence number: a wake-up  */
+    uint32_t             seq;      /* that arrives late finds them changed and does nothing   */
+    int                  result;
+    int                  done;     /* atomic                                                  */
+    const char          *what;     /* for urt_dump                                            */
+    const void          *obj;
+};
+
+/* Under the primitive's lock. */
+void urt__xq_push(struct urt__xqueue *q, struct urt__xwaiter *w);
+struct urt__xwaiter *urt__xq_pop(struct urt__xqueue *q);
+/* Hands w its result and gets its task going (on its own runtime, or through that runtime's
+   inbox). Under the primitive's lock, from any thread. w is not touched afterwards. */
+void urt__xwake(struct urt__xwaiter *w, int result);
+
+/*
+ * Parks the current task on q, whose lock (held by the caller) is `lock`, until urt__xwake, its
+ * cancellation or its deadline. Releases the lock while it waits and returns without it. Returns
+ * the waker's result, or -ECANCELED / -ETIMEDOUT / -ENOMEM (w is then off the queue).
+ */
+int urt__xwait(struct urt_runtime *rt, struct urt__xqueue *q, pthread_mutex_t *lock,
+               struct urt__xwaiter *w);
+
+#endif
