@@ -156,8 +156,12 @@ int urt__inbox_post(struct urt__inbox *in, struct urt__post *p)
     else
         in->head = p;
     in->tail = p;
-    bool signal = !in->signalled;
-    in->signalled = true;
+    /* The owner may be polling the list itself: then it needs no wake-up. (Against the owner's
+       urt__inbox_spin_end: one of the two sees the other's store.) */
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    bool signal = !in->signalled && !__atomic_load_n(&in->spinning, __ATOMIC_RELAXED);
+    if (signal)
+        in->signalled = true;
     int ring_fd = in->ring_fd;
     pthread_mutex_unlock(&in->lock);
     /* (Queued here, the message reaches the kernel at this runtime's next enter. Should the
@@ -212,4 +216,25 @@ struct urt__inbox *urt__inbox_of(struct urt_runtime *rt)
     struct urt__inbox *in = NULL;
     urt__on_sched_stack(rt, make_own, &in);
     return in;
+}
+
+void urt__inbox_spin_begin(struct urt__inbox *in)
+{
+    __atomic_store_n(&in->spinning, 1, __ATOMIC_SEQ_CST);
+}
+
+/* A look at the list without the lock (a hint), then a drain if anything is there. */
+bool urt__inbox_spin_check(struct urt_runtime *rt, struct urt__inbox *in)
+{
+    if (!__atomic_load_n(&in->head, __ATOMIC_ACQUIRE))
+        return false;
+    drain(rt, in);
+    return true;
+}
+
+void urt__inbox_spin_end(struct urt_runtime *rt, struct urt__inbox *in)
+{
+    __atomic_store_n(&in->spinning, 0, __ATOMIC_SEQ_CST);
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    urt__inbox_spin_check(rt, in);   /* a post that saw us spinning sent no wake-up */
 }

@@ -44,6 +44,7 @@ struct urt__inbox {
        an inbox is freed by the last of its runtime and the wakers still posting to it. */
     bool                own;
     int                 refs;       /* atomic, for an own inbox                                */
+    int                 spinning;   /* atomic: the owner polls the list itself, no wake-up     */
 };
 
 /* Sets up an inbox (before its runtime starts): 0 or -errno. */
@@ -55,6 +56,12 @@ void urt__inbox_open(struct urt_runtime *rt, struct urt__inbox *in);
 void urt__inbox_close(struct urt__inbox *in);
 /* Hands p to the inbox's owner, from any thread: 0, or -ESHUTDOWN (closed: p untouched). */
 int  urt__inbox_post(struct urt__inbox *in, struct urt__post *p);
+/* The owner polls for posts itself for a while (spin_for_others in sched.c): posters skip the
+   wake-up meanwhile. urt__inbox_spin_end returns with the posts that came run, so none waits. */
+void urt__inbox_spin_begin(struct urt__inbox *in);
+bool urt__inbox_spin_check(struct urt_runtime *rt, struct urt__inbox *in);
+void urt__inbox_spin_end(struct urt_runtime *rt, struct urt__inbox *in);
+
 /* The runtime's inbox, made now if it has none (a runtime of urt_run): NULL without memory. */
 struct urt__inbox *urt__inbox_of(struct urt_runtime *rt);
 /* Keeps an inbox from being freed while the caller posts to it (taken while the caller knows its
