@@ -80,6 +80,8 @@ int urt__run(urt_fn main_fn, void *arg, const struct urt_config *cfg, struct urt
         urt__sched_loop(rt);
         ret = rt->main_status;
     }
+    if (rt->set)
+        urt__set_end(rt);
     if (!rt->fatal) {
         /* Every task has ended. The services end their own requests; then only requests nobody
            waits for (cancels) can still be in flight. */

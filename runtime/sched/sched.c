@@ -96,6 +96,8 @@ static void end_of_round(struct urt_runtime *rt)
         urt__task_release_deferred(rt);
     if (busy)
         urt__sched_poll(rt, false, 0);
+    if (unlikely(rt->spawn_backlog != NULL))
+        urt__set_backlog(rt);
     start_round(rt, busy);
 }
 
@@ -171,7 +173,7 @@ static inline struct urt_task *next_in_round(struct urt_runtime *rt)
         /* With nothing in flight there is nothing to reap and nothing to submit: the next round
            starts here (the clock and due timers: list and heap work, no call into libc), and
            tasks that only yield to each other never leave their stacks. */
-        if (!rt->runq_head || rt->st.ops_inflight || rt->freed)
+        if (!rt->runq_head || rt->st.ops_inflight || rt->freed || rt->spawn_backlog)
             return NULL;
         start_round(rt, false);
     }
@@ -367,6 +369,8 @@ static void run_task(struct urt_runtime *rt, struct urt_task *t)
 
 void urt__sched_poll(struct urt_runtime *rt, bool wait, uint64_t timeout_ns)
 {
+    if (unlikely(rt->spawn_open != NULL))
+        urt__set_flush(rt);   /* their wake-ups go in this enter */
     int err = urt__backend_poll(rt->backend, wait, timeout_ns);
     if (unlikely(err) && !rt->fatal) {
         rt->fatal = err;
@@ -470,6 +474,11 @@ void urt__sched_loop(struct urt_runtime *rt)
         }
         if (rt->st.tasks_live == 0 || unlikely(rt->fatal))
             break;
+        if (unlikely(rt->spawn_backlog != NULL)) {   /* received spawns: work, not a deadlock */
+            urt__set_backlog(rt);
+            start_round(rt, false);
+            continue;
+        }
         /* Nothing ready: give back pages of stacks freed beyond the pool's mark, then block
            until a completion or the earliest timer. */
         if (rt->freed)
@@ -495,6 +504,8 @@ void urt__sched_loop(struct urt_runtime *rt)
             urt__sched_poll(rt, true, timeout);
         else if (rt->st.ops_inflight)
             urt__sched_poll(rt, false, 0);
+        if (unlikely(rt->spawn_backlog != NULL))
+            urt__set_backlog(rt);
         start_round(rt, true);
     }
 }

@@ -22,6 +22,7 @@
 struct urt__service;
 struct urt__inbox;
 struct urt__set;
+struct spawn_batch;
 
 struct urt_runtime {
     struct urt__backend    *backend;
@@ -59,6 +60,9 @@ struct urt_runtime {
     int                     index;             /* its index in the set (0 alone)              */
     uint64_t                shared_waiters;    /* tasks parked on what another thread can end */
     struct urt_task        *main_task;         /* the first task                             */
+    struct spawn_batch     *spawn_open;        /* urt_spawn_on's batches not yet posted       */
+    struct spawn_batch    **spawn_batch;       /* the open batch per target index             */
+    struct spawn_batch     *spawn_backlog;     /* received requests not yet started           */
     struct urt_config       cfg;               /* as urt_run was given it, defaults filled in */
 };
 
@@ -159,6 +163,12 @@ int urt__run(urt_fn main_fn, void *arg, const struct urt_config *cfg, struct urt
 /* threads.c: what a runtime of a set does when it starts and when its first task returns. */
 void urt__set_started(struct urt_runtime *rt);
 void urt__set_stopping(struct urt_runtime *rt);
+/* Posts urt_spawn_on's open batches (the scheduler, before each poll; and at the end). */
+void urt__set_flush(struct urt_runtime *rt);
+/* Starts received spawn requests while the run queue is short (the scheduler, each round). */
+void urt__set_backlog(struct urt_runtime *rt);
+/* Every task has ended: open requests go (ended targets drop them), received ones are freed. */
+void urt__set_end(struct urt_runtime *rt);
 
 /* sched.c: the loop, entered by urt_run; returns once no task is left or the backend failed. */
 void urt__sched_loop(struct urt_runtime *rt);

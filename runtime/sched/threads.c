@@ -194,28 +194,120 @@ int urt_thread_count(void)
     return !rt ? -EPERM : rt->set ? rt->set->n : 1;
 }
 
-/* ---- spawning on another runtime ---- */
+/* ---- spawning on another runtime ----
+ *
+ * Requests to one target collect in a batch of this runtime's (a few stores each), which goes to
+ * the target's inbox when it is full or at the end of this runtime's round (urt__set_flush, from
+ * the scheduler's poll): many spawns in one round cost one post and one wake-up.
+ */
 
-struct spawn_post {
-    struct urt__post post;
-    urt_fn           fn;
-    void            *arg;
+#define BATCH 254
+
+struct spawn_batch {
+    struct urt__post    post;
+    struct spawn_batch *next_open;   /* the sender's open batches                             */
+    int                 target;
+    uint32_t            n;
+    uint32_t            done;            /* at the target: requests started                      */
+    struct { urt_fn fn; void *arg; } req[BATCH];
 };
 
-static void run_spawn(struct urt_runtime *rt, struct urt__post *p)
+/*
+ * Runs a batch's requests while the run queue is short; the rest wait in the backlog for the next
+ * rounds. So a sender faster than this runtime does not make it start thousands of tasks at once,
+ * each on a fresh stack: tasks start as earlier ones end and give their (warm) stacks back.
+ */
+#define READY_MAX 512
+
+static void start_some(struct urt_runtime *rt)
 {
-    struct spawn_post *sp = (struct spawn_post *)p;
-    if (!rt->stopping) {
-        struct urt_task *t = urt__task_new(rt, sp->fn, sp->arg, NULL);
-        if (t)
-            t->flags |= URT__DETACHED;   /* (no memory for a stack: the request is lost) */
+    struct spawn_batch *b;
+    while ((b = rt->spawn_backlog) && rt->runq_len < READY_MAX) {
+        while (b->done < b->n && rt->runq_len < READY_MAX && !rt->stopping) {
+            struct urt_task *t = urt__task_new(rt, b->req[b->done].fn, b->req[b->done].arg, NULL);
+            if (t)
+                t->flags |= URT__DETACHED;   /* (no memory for a stack: the request is lost) */
+            b->done++;
+        }
+        if (b->done < b->n && !rt->stopping)
+            return;
+        rt->spawn_backlog = b->next_open;
+        free(b);
     }
-    free(sp);
 }
 
-static void drop_spawn(struct urt__post *p)
+void urt__set_backlog(struct urt_runtime *rt)
+{
+    start_some(rt);
+}
+
+void urt__set_end(struct urt_runtime *rt)
+{
+    urt__set_flush(rt);
+    free(rt->spawn_batch);
+    rt->spawn_batch = NULL;
+    while (rt->spawn_backlog) {   /* received, never started: the runtime ended */
+        struct spawn_batch *b = rt->spawn_backlog;
+        rt->spawn_backlog = b->next_open;
+        free(b);
+    }
+}
+
+static void run_batch(struct urt_runtime *rt, struct urt__post *p)
+{
+    struct spawn_batch *b = (struct spawn_batch *)p;
+    b->done = 0;
+    b->next_open = NULL;
+    struct spawn_batch **tail = &rt->spawn_backlog;
+    while (*tail)
+        tail = &(*tail)->next_open;
+    *tail = b;
+    start_some(rt);
+}
+
+static void drop_batch(struct urt__post *p)
 {
     free(p);
+}
+
+/* Posts b; -ESHUTDOWN (b freed) when its target has ended. */
+static int send_batch(struct urt_runtime *rt, struct spawn_batch *b)
+{
+    int err = urt__inbox_post(&rt->set->slots[b->target].inbox, &b->post);
+    if (err)
+        free(b);
+    return err;
+}
+
+void urt__set_flush(struct urt_runtime *rt)
+{
+    struct spawn_batch *b = rt->spawn_open;
+    rt->spawn_open = NULL;
+    while (b) {
+        struct spawn_batch *next = b->next_open;
+        rt->spawn_batch[b->target] = NULL;
+        send_batch(rt, b);   /* (a target that ended meanwhile drops its requests) */
+        b = next;
+    }
+}
+
+static void new_batch(struct urt_runtime *rt, void *arg)
+{
+    int index = *(int *)arg;
+    if (!rt->spawn_batch) {
+        rt->spawn_batch = calloc((size_t)rt->set->n, sizeof *rt->spawn_batch);
+        if (!rt->spawn_batch)
+            return;
+    }
+    struct spawn_batch *b = urt__malloc(sizeof *b);
+    if (!b)
+        return;
+    b->post = (struct urt__post){ .run = run_batch, .drop = drop_batch };
+    b->target = index;
+    b->n = 0;
+    b->next_open = rt->spawn_open;
+    rt->spawn_open = b;
+    rt->spawn_batch[index] = b;
 }
 
 int urt_spawn_on(int index, urt_fn fn, void *arg)
@@ -234,14 +326,26 @@ int urt_spawn_on(int index, urt_fn fn, void *arg)
         t->flags |= URT__DETACHED;
         return 0;
     }
-    struct spawn_post *sp = urt__sched_calloc(rt, 1, sizeof *sp);
-    if (!sp)
-        return -ENOMEM;
-    sp->post = (struct urt__post){ .run = run_spawn, .drop = drop_spawn };
-    sp->fn = fn;
-    sp->arg = arg;
-    int err = urt__inbox_post(&rt->set->slots[index].inbox, &sp->post);
-    if (err)
-        urt__sched_free(rt, sp);
-    return err;
+    struct urt__inbox *in = &rt->set->slots[index].inbox;
+    if (__atomic_load_n(&in->closed, __ATOMIC_ACQUIRE))
+        return -ESHUTDOWN;   /* (one closing right now takes the request and drops it) */
+    struct spawn_batch *b = rt->spawn_batch ? rt->spawn_batch[index] : NULL;
+    if (unlikely(!b)) {
+        urt__on_sched_stack(rt, new_batch, &index);
+        b = rt->spawn_batch ? rt->spawn_batch[index] : NULL;
+        if (!b)
+            return -ENOMEM;
+    }
+    b->req[b->n].fn = fn;
+    b->req[b->n].arg = arg;
+    if (++b->n == BATCH) {
+        /* Full: it goes now. Taken off the open list first. */
+        struct spawn_batch **pp = &rt->spawn_open;
+        while (*pp != b)
+            pp = &(*pp)->next_open;
+        *pp = b->next_open;
+        rt->spawn_batch[index] = NULL;
+        return send_batch(rt, b) == -ESHUTDOWN ? -ESHUTDOWN : 0;
+    }
+    return 0;
 }
