@@ -37,6 +37,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <arpa/inet.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -50,25 +51,36 @@
 #define BACKOFF_MIN URT_MSEC(2)
 #define BACKOFF_MAX URT_MSEC(100)
 
-/*
- * Settings, state and counters. Every task of a runtime runs on the one thread that called
- * urt_run, one at a time, and switches only inside urt calls: plain variables need no locks.
- */
+/* Settings, read-only once main() has parsed them. */
 static struct {
     const char *host;
     unsigned    port;
     uint64_t    max_conns, idle_ns, grace_ns;
     int         plain_accept; /* one urt_accept per connection instead of a urt_listener */
     int         separate_send; /* urt_send then urt_recv instead of urt_send_recv          */
+    int         threads;      /* runtimes, one per thread, each with its own listener     */
+    int         listen_fds[URT_THREADS_MAX];
+    urt_chan   *stop;         /* shared: closed when the first runtime hears the signal  */
+    int         signal;       /* the signal that stopped it                               */
+} O = { .host = "127.0.0.1", .port = 7000, .max_conns = 10000,
+        .idle_ns = URT_MSEC(30000), .grace_ns = URT_MSEC(2000), .threads = 1 };
 
+/*
+ * State and counters of one runtime. Every task of a runtime runs on its one thread, one at a
+ * time, and switches only inside urt calls: plain (thread-local) variables need no locks. With
+ * --threads N each runtime has its own; their counters are summed at the end.
+ */
+static __thread struct {
     int         listen_fd;
     urt_group  *conns;        /* every connection task */
     uint64_t    live;         /* connection tasks running */
 
     uint64_t    accepted, refused, idle_closed, peer_closed, cancelled, errors, bytes;
     uint64_t    emfile_backoffs;
-} S = { .host = "127.0.0.1", .port = 7000, .max_conns = 10000,
-        .idle_ns = URT_MSEC(30000), .grace_ns = URT_MSEC(2000), .listen_fd = -1 };
+} S = { .listen_fd = -1 };
+
+/* The counters of every runtime, summed as each ends. */
+static uint64_t total[8];
 
 static void usage(FILE *to, const char *prog)
 {
@@ -89,6 +101,8 @@ static void usage(FILE *to, const char *prog)
             "  --plain-accept       one accept request per connection instead of one multishot\n"
             "                       accept for all (urt_accept instead of a urt_listener; for\n"
             "                       comparison, perf/accept_bench.sh)\n"
+            "  --threads N          N runtimes, one per thread (pinned to the CPUs allowed),\n"
+            "                       each with its own SO_REUSEPORT listener (default 1)\n"
             "  --separate-send      echo with urt_send, then wait for the next message with\n"
             "                       urt_recv, instead of both in one urt_send_recv (for\n"
             "                       comparison)\n"
@@ -102,10 +116,10 @@ static void usage(FILE *to, const char *prog)
    of seconds reads the coarse clock, a quarter of the cost, and may fire a few ms early. */
 static void idle_deadline(void)
 {
-    if (!S.idle_ns)
+    if (!O.idle_ns)
         urt_deadline(0);
     else
-        urt_deadline((S.idle_ns >= URT_SEC(1) ? urt_now_coarse() : urt_now()) + S.idle_ns);
+        urt_deadline((O.idle_ns >= URT_SEC(1) ? urt_now_coarse() : urt_now()) + O.idle_ns);
 }
 
 /* One connection: echo until EOF, an error, the idle timeout or cancellation. Owns fd. */
@@ -122,7 +136,7 @@ static int serve(void *arg)
            clock read per message, not one per call). */
         idle_deadline();
         ssize_t len = n;
-        if (!S.separate_send) {
+        if (!O.separate_send) {
             /* All of it back, then the next message (the same buffer: the receive starts
                once the send is done). MSG_NOSIGNAL: a vanished peer is -EPIPE, not a SIGPIPE
                that kills the server. */
@@ -168,7 +182,7 @@ static int accept_loop(void *arg)
     (void)arg;
     uint64_t backoff = 0;
     urt_listener *l = NULL;
-    if (!S.plain_accept && !(l = urt_listener_new(S.listen_fd, SOCK_CLOEXEC))) {
+    if (!O.plain_accept && !(l = urt_listener_new(S.listen_fd, SOCK_CLOEXEC))) {
         fprintf(stderr, "echo_server: urt_listener_new: %s\n", strerror(errno));
         kill(getpid(), SIGTERM);
         return 1;
@@ -203,7 +217,7 @@ static int accept_loop(void *arg)
         /* Echoes are small writes answered at once: never hold one back for Nagle. */
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &(int){1}, sizeof(int));
 
-        if (S.live >= S.max_conns) {
+        if (S.live >= O.max_conns) {
             S.refused++;
             urt_close(fd);
             continue;
@@ -231,18 +245,19 @@ static int open_listener(void)
                               .ai_flags = AI_PASSIVE | AI_NUMERICHOST | AI_NUMERICSERV };
     struct addrinfo *ai;
     char port[16];
-    snprintf(port, sizeof port, "%u", S.port);
+    snprintf(port, sizeof port, "%u", O.port);
     /* AI_NUMERICHOST: no DNS lookup, so this cannot block (else use urt_getaddrinfo). */
-    int err = getaddrinfo(S.host, port, &hints, &ai);
+    int err = getaddrinfo(O.host, port, &hints, &ai);
     if (err) {
-        fprintf(stderr, "echo_server: --host %s: %s\n", S.host, gai_strerror(err));
+        fprintf(stderr, "echo_server: --host %s: %s\n", O.host, gai_strerror(err));
         return -1;
     }
     int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
     int one = 1;
     if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0 ||
+        (O.threads > 1 && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0) ||
         bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, SOMAXCONN) < 0) {
-        fprintf(stderr, "echo_server: %s port %s: %s\n", S.host, port, strerror(errno));
+        fprintf(stderr, "echo_server: %s port %s: %s\n", O.host, port, strerror(errno));
         if (fd >= 0)
             close(fd);
         fd = -1;
@@ -251,12 +266,22 @@ static int open_listener(void)
     return fd;
 }
 
-static void print_listening(void)
+/* The port fd listens on (what --port 0 got). */
+static unsigned port_of(int fd)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    getsockname(fd, (struct sockaddr *)&ss, &len);
+    return ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                                          : ((struct sockaddr_in *)&ss)->sin_port);
+}
+
+static void print_listening(int fd)
 {
     struct sockaddr_storage ss;
     socklen_t len = sizeof ss;
     char host[NI_MAXHOST], port[NI_MAXSERV];
-    getsockname(S.listen_fd, (struct sockaddr *)&ss, &len);
+    getsockname(fd, (struct sockaddr *)&ss, &len);
     getnameinfo((struct sockaddr *)&ss, len, host, sizeof host, port, sizeof port,
                 NI_NUMERICHOST | NI_NUMERICSERV);
     printf(ss.ss_family == AF_INET6 ? "listening on [%s]:%s\n" : "listening on %s:%s\n", host,
@@ -264,27 +289,41 @@ static void print_listening(void)
     fflush(stdout);   /* scripts and tests wait for this line */
 }
 
+static void add_total(int i, uint64_t v)
+{
+    __atomic_fetch_add(&total[i], v, __ATOMIC_RELAXED);
+}
+
+/* One runtime's server: its listener's accept loop and connections, until the stop. */
 static int server_main(void *arg)
 {
     const sigset_t *stop_signals = arg;
+    int index = urt_thread_index();
 
-    S.listen_fd = open_listener();
-    if (S.listen_fd < 0)
-        return 1;
+    S.listen_fd = O.listen_fds[index];
     S.conns = urt_group_new();
     urt_task *acceptor = S.conns ? urt_spawn(accept_loop, NULL) : NULL;
     if (!acceptor) {
         fprintf(stderr, "echo_server: %s\n", strerror(errno));
         urt_group_free(S.conns);
-        urt_close(S.listen_fd);
         return 1;
     }
-    print_listening();
 
-    /* Park until SIGINT or SIGTERM; meanwhile the acceptor and the connections run. */
-    int sig = urt_signal_wait(stop_signals);
-    if (sig < 0)
-        fprintf(stderr, "echo_server: urt_signal_wait: %s\n", strerror(-sig));
+    /* Park until SIGINT or SIGTERM (the first runtime hears it and tells the others through a
+       shared channel it closes); meanwhile the acceptor and the connections run. */
+    int sig = 0;
+    if (index == 0) {
+        sig = urt_signal_wait(stop_signals);
+        if (sig < 0)
+            fprintf(stderr, "echo_server: urt_signal_wait: %s\n", strerror(-sig));
+        O.signal = sig;
+        if (O.stop)
+            urt_chan_close(O.stop);
+    } else {
+        int dummy;
+        urt_chan_recv(O.stop, &dummy);   /* -EPIPE once closed */
+        sig = 1;
+    }
 
     /* 1. Stop accepting. New clients are now refused by the kernel. */
     urt_cancel(acceptor);
@@ -294,13 +333,23 @@ static int server_main(void *arg)
     /* 2. Let live connections finish, for the grace period at most. When the deadline passes,
           urt_group_wait cancels the tasks still running (their recv/send return -ECANCELED, they
           close their fds) and returns -ETIMEDOUT once every one of them has ended. */
-    urt_deadline(urt_now() + S.grace_ns);
+    urt_deadline(urt_now() + O.grace_ns);
     urt_group_wait(S.conns);
     urt_deadline(0);
     urt_group_free(S.conns);
 
-    /* One "name value" per line, for scripts. accepted: connections served; refused: closed at
-       once (over --max-conns); the closed_* and cancelled say how served connections ended. */
+    uint64_t mine[8] = { S.accepted, S.refused, S.idle_closed, S.peer_closed, S.cancelled,
+                         S.errors, S.bytes, S.emfile_backoffs };
+    for (int i = 0; i < 8; i++)
+        add_total(i, mine[i]);
+    return sig > 0 && acceptor_status == 0 ? 0 : 1;
+}
+
+/* One "name value" per line, for scripts. accepted: connections served; refused: closed at once
+   (over --max-conns); the closed_* and cancelled say how served connections ended. */
+static void print_counters(void)
+{
+    int sig = O.signal;
     const char *why = sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : "error";
     printf("stopped by %s\n"
            "accepted %" PRIu64 "\n"
@@ -311,10 +360,8 @@ static int server_main(void *arg)
            "errors %" PRIu64 "\n"
            "bytes_echoed %" PRIu64 "\n"
            "emfile_backoffs %" PRIu64 "\n",
-           why, S.accepted, S.refused, S.idle_closed, S.peer_closed, S.cancelled, S.errors,
-           S.bytes, S.emfile_backoffs);
+           why, total[0], total[1], total[2], total[3], total[4], total[5], total[6], total[7]);
     fflush(stdout);
-    return sig > 0 && acceptor_status == 0 ? 0 : 1;
 }
 
 /* The number in an option's value, at most max; exits 2 (bad usage) when it is not one. */
@@ -348,6 +395,7 @@ int main(int argc, char **argv)
         { "grace", required_argument, NULL, 'g' },
         { "plain-accept", no_argument, NULL, 'P' },
         { "separate-send", no_argument, NULL, 'S' },
+        { "threads", required_argument, NULL, 't' },
         { "help", no_argument, NULL, 'H' },
         { 0 },
     };
@@ -355,13 +403,14 @@ int main(int argc, char **argv)
     int c, i = 0;
     while ((c = getopt_long(argc, argv, "", opts, &i)) != -1) {
         switch (c) {
-        case 'h': S.host = optarg; break;
-        case 'p': S.port = (unsigned)number(opts[i].name, optarg, 65535); break;
-        case 'm': S.max_conns = number(opts[i].name, optarg, UINT32_MAX); break;
-        case 'i': S.idle_ns = URT_MSEC(number(opts[i].name, optarg, day_ms)); break;
-        case 'g': S.grace_ns = URT_MSEC(number(opts[i].name, optarg, day_ms)); break;
-        case 'P': S.plain_accept = 1; break;
-        case 'S': S.separate_send = 1; break;
+        case 'h': O.host = optarg; break;
+        case 'p': O.port = (unsigned)number(opts[i].name, optarg, 65535); break;
+        case 'm': O.max_conns = number(opts[i].name, optarg, UINT32_MAX); break;
+        case 'i': O.idle_ns = URT_MSEC(number(opts[i].name, optarg, day_ms)); break;
+        case 'g': O.grace_ns = URT_MSEC(number(opts[i].name, optarg, day_ms)); break;
+        case 'P': O.plain_accept = 1; break;
+        case 'S': O.separate_send = 1; break;
+        case 't': O.threads = (int)number(opts[i].name, optarg, URT_THREADS_MAX); break;
         case 'H': usage(stdout, argv[0]); return 0;
         default:  usage(stderr, argv[0]); return 2;
         }
@@ -379,6 +428,30 @@ int main(int argc, char **argv)
             fprintf(stderr, "echo_server: setrlimit(RLIMIT_NOFILE): %s\n", strerror(errno));
     }
 
-    int ret = urt_run(server_main, &stop_signals, NULL);
+    if (O.threads < 1) {
+        fprintf(stderr, "echo_server: --threads: at least 1\n");
+        return 2;
+    }
+    /* socket, bind, listen: none of them blocks, so they need no task. With --threads N, N
+       sockets share the port (SO_REUSEPORT) and the kernel spreads connections over them. */
+    for (int t = 0; t < O.threads; t++) {
+        O.listen_fds[t] = open_listener();
+        if (O.listen_fds[t] < 0)
+            return 1;
+        if (t == 0)
+            O.port = port_of(O.listen_fds[0]);   /* --port 0: the others take the same one */
+    }
+    print_listening(O.listen_fds[0]);
+
+    int ret;
+    if (O.threads == 1) {
+        ret = urt_run(server_main, &stop_signals, NULL);
+    } else {
+        O.stop = urt_chan_new_shared(sizeof(int), 0);
+        ret = O.stop ? urt_run_threads(O.threads, server_main, &stop_signals, NULL) : -ENOMEM;
+        urt_chan_free(O.stop);
+    }
+    if (ret >= 0)
+        print_counters();
     return ret < 0 ? 1 : ret;   /* < 0: no io_uring here; urt_run has said why on stderr */
 }

@@ -38,11 +38,12 @@ retries=2
 rounds=1
 quiet_wait=60
 servers="uring epoll urt"
+threads=1
 
 usage() {
     cat <<EOF
 usage: $0 [--seconds S] [--warmup W] [--conns "C1 C2.."] [--sizes "M1 M2.."] [--retries N] [--rounds N]
-       [--quiet-wait S] [--servers "uring epoll urt multishot"] [--build DIR] [--help]
+       [--quiet-wait S] [--servers "uring epoll urt multishot"] [--threads N] [--build DIR] [--help]
 
 Runs urt's echo server (build/examples/echo_server) and the baselines build/perf/echo_uring
 (raw liburing) and build/perf/echo_epoll, each pinned to CPU 0, under build/perf/echo_load
@@ -70,6 +71,9 @@ Builds nothing.
                 (build/perf/echo_coro: bare coroutines on urt's context switch, the floor of
                 the design), coro-linked (the same with ECHO_LINK=1). Ratios are to uring, so
                 keep it in the list.
+  --threads N   urt's servers run N runtimes (echo_server --threads N), pinned to CPUs
+                0..N-1, and echo_load runs N threads on CPUs N.. (default 1; the baselines
+                stay single-threaded on CPU 0). Needs at least 2N CPUs to mean much.
   --build DIR   the build directory (default $root/build)
   --help        print this help and exit
 EOF
@@ -86,11 +90,12 @@ while [ $# -gt 0 ]; do
     --quiet-wait) quiet_wait=${2:?}; shift 2 ;;
     --servers) servers=${2:?}; shift 2 ;;
     --build) build=${2:?}; shift 2 ;;
+    --threads) threads=${2:?}; shift 2 ;;
     --help|-h) usage; exit 0 ;;
     *) echo "$0: unknown option '$1'" >&2; usage >&2; exit 2 ;;
     esac
 done
-for v in "$seconds" "$warmup" "$retries" "$rounds" "$quiet_wait" $conns_list $sizes_list; do
+for v in "$seconds" "$warmup" "$retries" "$rounds" "$quiet_wait" "$threads" $conns_list $sizes_list; do
     case "$v" in ''|*[!0-9]*) echo "$0: '$v' is not a whole number" >&2; exit 2 ;; esac
 done
 
@@ -142,7 +147,13 @@ start_server() {
     srv_port=""
     # taskset execs the server (env execs taskset): $! is the server's pid.
     # shellcheck disable=SC2086 # the extra arguments and environment are words
-    env ${envs[$tag]:-} $pin_srv "$bin" ${args[$tag]:-} --host 127.0.0.1 --port 0 >"$out" 2>"$err" &
+    local pin=$pin_srv targs=""
+    if [ "$threads" -gt 1 ] && [ "${bin##*/}" = echo_server ]; then
+        pin="taskset -c 0-$((threads - 1))"
+        targs="--threads $threads"
+    fi
+    # shellcheck disable=SC2086
+    env ${envs[$tag]:-} $pin "$bin" ${args[$tag]:-} $targs --host 127.0.0.1 --port 0 >"$out" 2>"$err" &
     srv_pid=$!
     srv_port=$(wait_listening "$out" "$srv_pid") && return 0
     echo "warning: $tag did not print 'listening on HOST:PORT' (see $out, $err)" >&2
@@ -229,8 +240,10 @@ for conns in $conns_list; do
                         -p "$srv_pid" -- sleep "$seconds") >/dev/null 2>&1 &
                     ipi_pid=$!
                 fi
-                $pin_cli "$load" --host 127.0.0.1 --port "$srv_port" --conns "$conns" \
-                    --size "$size" --seconds "$seconds" --warmup "$warmup" --threads 1 \
+                lpin=$pin_cli
+                [ "$threads" -gt 1 ] && lpin="taskset -c $threads-$((2 * threads - 1))"
+                $lpin "$load" --host 127.0.0.1 --port "$srv_port" --conns "$conns" \
+                    --size "$size" --seconds "$seconds" --warmup "$warmup" --threads "$threads" \
                     --server-pid "$srv_pid" >"$logs/$tag.load" 2>&1
                 load_rc=$?
                 [ -n "$ipi_pid" ] && wait "$ipi_pid" 2>/dev/null

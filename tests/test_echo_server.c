@@ -367,27 +367,35 @@ UT_TEST_T(options_help_and_errors, 10)
 /* 200 clients connected at once, each with its own data, three rounds; plus one connection that
    streams 4 MiB in both directions at once (the server's partial sends). */
 #define NCLIENTS 200
-UT_TEST_T(many_concurrent_clients, 30)
+/* n clients at once, each echoing three messages of its own, then one 4 MiB stream; every byte
+   is checked, and the counters must add up. */
+#define MAX_CLIENTS 1000
+static void many_clients(int n, const char *const *extra)
 {
+    struct rlimit rl;   /* n client sockets: more than a default soft limit of 1024 may allow */
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
     struct server s;
-    server_start(&s, 0, NULL);
-    int fds[NCLIENTS];
-    for (int i = 0; i < NCLIENTS; i++) {
+    server_start(&s, 0, extra);
+    static int fds[MAX_CLIENTS];
+    for (int i = 0; i < n; i++) {
         fds[i] = client(s.port);
         assert_true(fds[i] >= 0);
     }
-    static unsigned char out[NCLIENTS][8192], in[8192];
+    static unsigned char out[MAX_CLIENTS][8192], in[8192];
+    static size_t len[MAX_CLIENTS];
     uint64_t total = 0;
     for (int round = 0; round < 3; round++) {
-        /* every client sends before any reads: the server holds 200 requests at once */
-        size_t len[NCLIENTS];
-        for (int i = 0; i < NCLIENTS; i++) {
+        /* every client sends before any reads: the server holds them all at once */
+        for (int i = 0; i < n; i++) {
             len[i] = 1 + (size_t)(i * 131 + round * 977) % sizeof out[i];
             pattern(out[i], len[i], (uint32_t)(i * 7 + round));
             assert_int_equal(send_all(fds[i], out[i], len[i]), 0);
             total += len[i];
         }
-        for (int i = NCLIENTS - 1; i >= 0; i--) {
+        for (int i = n - 1; i >= 0; i--) {
             assert_int_equal(recv_all(fds[i], in, len[i]), 0);
             assert_memory_equal(in, out[i], len[i]);
         }
@@ -397,16 +405,28 @@ UT_TEST_T(many_concurrent_clients, 30)
     assert_int_equal(bulk_echo(big, 4u << 20), 0);
     total += 4u << 20;
     close(big);
-    for (int i = 0; i < NCLIENTS; i++)
+    for (int i = 0; i < n; i++)
         close(fds[i]);
 
     int st = server_stop(&s, SIGTERM, 5000, NULL);
     assert_true(EXITED_WITH(st, 0));
-    assert_int_equal(counter(&s, "accepted"), NCLIENTS + 1);
+    assert_int_equal(counter(&s, "accepted"), n + 1);
     assert_int_equal(counter(&s, "refused"), 0);
-    assert_int_equal(counter(&s, "closed_by_peer"), NCLIENTS + 1);
+    assert_int_equal(counter(&s, "closed_by_peer"), n + 1);
     assert_int_equal(counter(&s, "errors"), 0);
     assert_int_equal(counter(&s, "bytes_echoed"), (long long)total);
+}
+
+UT_TEST_T(many_concurrent_clients, 30)
+{
+    many_clients(NCLIENTS, NULL);
+}
+
+/* --threads 2: two runtimes, each with its own SO_REUSEPORT listener, 1,000 clients. */
+UT_TEST_T(many_clients_on_two_runtimes, 60)
+{
+    static const char *const two[] = { "--threads", "2", NULL };
+    many_clients(MAX_CLIENTS, two);
 }
 
 /* Clients that close or reset mid-message, or right after connecting, hurt nobody else. */
@@ -705,6 +725,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(options_help_and_errors),
         cmocka_unit_test(many_concurrent_clients),
+        cmocka_unit_test(many_clients_on_two_runtimes),
         cmocka_unit_test(vanishing_clients),
         cmocka_unit_test(idle_clients_time_out),
         cmocka_unit_test(idle_timeout_of_seconds),
