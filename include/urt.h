@@ -177,6 +177,9 @@ struct urt_stats {
                                  counted in switches                                              */
 };
 void urt_stats(struct urt_stats *out);
+/* Adds every counter of *one to *sum: the figures of a set of runtimes (urt_run_threads), each
+   read by its own runtime with urt_stats. */
+void urt_stats_add(struct urt_stats *sum, const struct urt_stats *one);
 
 /*
  * Writes one line per task of the calling thread's runtime to out: id, name, state, what it waits
@@ -239,19 +242,23 @@ int urt_spawn_on(int index, urt_fn fn, void *arg);
  * (T) Waits until t has finished, returns its status and releases it. Errors:
  *   -EINVAL     t is NULL, not a task, already joined, detached, or a group's member
  *   -EDEADLK    t is the calling task
+ *   -EXDEV      t belongs to another runtime (urt_run_threads): only its own runtime's tasks
+ *               may join it
  *   -ECANCELED  the caller was cancelled while waiting (t is not released; join it again later)
  *   -ETIMEDOUT  the caller's deadline passed while waiting (t is not released)
  */
 int urt_join(urt_task *t);
 
 /* (T) Lets t release itself when it ends; t's status is then lost. Returns 0, or -EINVAL when t is
-   not joinable (NULL, joined, detached already, a group's member). urt_detach ignores the
+   not joinable (NULL, joined, detached already, a group's member), -EXDEV when it belongs to
+   another runtime. urt_detach ignores the
    error (it returns nothing, as in most runtimes); urt_detach_checked reports it. */
 void urt_detach(urt_task *t);
 int  urt_detach_checked(urt_task *t);
 
 /* (T) Cancels t: its blocking call in progress, if any, and every later one return -ECANCELED.
-   A task may cancel itself. Cancelling a finished or unknown task does nothing. */
+   A task may cancel itself. Cancelling a finished or unknown task, or another runtime's, does
+   nothing (to stop work on another runtime, close a shared channel it waits on). */
 void urt_cancel(urt_task *t);
 
 /* (T) The calling task; NULL outside a task. */
@@ -473,14 +480,17 @@ urt_group *urt_group_new(void);
 
 /* (T) Spawns fn(arg) into g. Any task of the runtime may spawn into a group, not only its
    owner. 0, or -EINVAL (g or fn NULL), -ENOMEM, -EPERM, -ECANCELED (the
-   group has been cancelled or has failed: no new task starts). */
+   group has been cancelled or has failed: no new task starts), -EXDEV (another runtime's group:
+   a group and its tasks stay on the runtime that made it; urt_group_cancel and urt_group_free
+   do nothing there). */
 int urt_group_spawn(urt_group *g, urt_fn fn, void *arg);
 int urt_group_spawn_ex(urt_group *g, urt_fn fn, void *arg, const struct urt_spawn_opts *opts);
 
 /* (T) Waits for every task in g. Returns the first nonzero status (after cancelling the others
    and waiting for them), 0 if all returned 0. When the waiting task is cancelled or its deadline
    passes, the group's tasks are cancelled and waited for, then -ECANCELED or -ETIMEDOUT is
-   returned. -EINVAL for NULL. The group can be reused after it returns. */
+   returned. -EINVAL for NULL, -EXDEV for another runtime's group. The group can be reused after
+   it returns. */
 int urt_group_wait(urt_group *g);
 
 /* (T) Cancels every task in g; the group records -ECANCELED as its status if it has none yet. */

@@ -28,6 +28,18 @@ static int report(void *arg)
     return 0;
 }
 
+UT_TEST(stats_add_sums_and_takes_the_max_lateness)
+{
+    struct urt_stats a = { .tasks_spawned = 3, .switches = 10, .timer_late_max_ns = 5 };
+    struct urt_stats b = { .tasks_spawned = 4, .switches = 1, .timer_late_max_ns = 9,
+                           .messages_in = 2 };
+    urt_stats_add(&a, &b);
+    assert_int_equal(a.tasks_spawned, 7);
+    assert_int_equal(a.switches, 11);
+    assert_int_equal(a.messages_in, 2);
+    assert_int_equal(a.timer_late_max_ns, 9);
+}
+
 UT_TEST(each_thread_runs_its_own_runtime)
 {
     struct who w;
@@ -439,6 +451,7 @@ UT_TEST_T(hundred_thousand_tasks_on_each_runtime, 120)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(stats_add_sums_and_takes_the_max_lateness),
         cmocka_unit_test(each_thread_runs_its_own_runtime),
         cmocka_unit_test(first_nonzero_status_in_thread_order),
         cmocka_unit_test(not_inside_a_runtime),

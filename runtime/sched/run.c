@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* run.c - starting and ending a runtime on the calling thread; its counters. */
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -140,4 +141,17 @@ void urt_stats(struct urt_stats *out)
 unsigned urt_ring_flags(void)
 {
     return urt__rt ? urt__backend_flags(urt__rt->backend) : 0;
+}
+
+void urt_stats_add(struct urt_stats *sum, const struct urt_stats *one)
+{
+    if (!sum || !one)
+        return;
+    /* Every field is a uint64_t counter (timer_late_max_ns is a maximum). */
+    uint64_t *a = (uint64_t *)sum;
+    const uint64_t *b = (const uint64_t *)one;
+    size_t n = sizeof *sum / sizeof(uint64_t);
+    size_t late = offsetof(struct urt_stats, timer_late_max_ns) / sizeof(uint64_t);
+    for (size_t i = 0; i < n; i++)
+        a[i] = i == late ? (a[i] > b[i] ? a[i] : b[i]) : a[i] + b[i];
 }
