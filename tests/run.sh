@@ -5,6 +5,9 @@
 #   tests/run.sh --sanitize   AddressSanitizer + UndefinedBehaviorSanitizer build in build-asan/
 #   tests/run.sh --faults     the sanitizer build with the fault injector, in build-faults/: every
 #                             test, plus tests/test_faults which turns the faults on
+#   tests/run.sh --tsan       ThreadSanitizer build in build-tsan/ (tasks annotated as fibers):
+#                             the tests of what crosses threads (test_threads, test_chan,
+#                             test_task, test_echo_server with --threads)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,6 +15,7 @@ source tests/install-deps.sh
 
 dir=build
 flags=(-DCMAKE_BUILD_TYPE=RelWithDebInfo)
+ctest_args=()
 case "${1:-}" in
 --sanitize | --faults)
     dir=build-asan
@@ -23,11 +27,17 @@ case "${1:-}" in
     export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
     export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
     ;;
+--tsan)
+    dir=build-tsan
+    flags=(-DCMAKE_BUILD_TYPE=Debug -DURT_TSAN=ON -DURT_BUILD_PERF=OFF)
+    export TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1
+    ctest_args=(-R '^(test_threads|test_chan|test_task|test_echo_server)$')
+    ;;
 "") ;;
-*) echo "usage: $0 [--sanitize | --faults]" >&2; exit 2 ;;
+*) echo "usage: $0 [--sanitize | --faults | --tsan]" >&2; exit 2 ;;
 esac
 flags+=(-DURT_WERROR=ON)   # a warning fails the build, in every mode
 cmake -S . -B "$dir" "${flags[@]}" >/dev/null
 cmake --build "$dir" -j"$(nproc)"
 cd "$dir"
-ctest --output-on-failure --timeout 300
+ctest --output-on-failure --timeout 300 "${ctest_args[@]}"

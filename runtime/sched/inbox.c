@@ -41,7 +41,8 @@ static struct urt__post *take(struct urt__inbox *in)
 {
     pthread_mutex_lock(&in->lock);
     struct urt__post *p = in->head;
-    in->head = in->tail = NULL;
+    __atomic_store_n(&in->head, NULL, __ATOMIC_RELAXED);   /* (read unlocked by the spin) */
+    in->tail = NULL;
     in->signalled = false;
     pthread_mutex_unlock(&in->lock);
     return p;
@@ -131,9 +132,10 @@ void urt__inbox_open(struct urt_runtime *rt, struct urt__inbox *in)
 void urt__inbox_close(struct urt__inbox *in)
 {
     pthread_mutex_lock(&in->lock);
-    in->closed = true;
+    __atomic_store_n(&in->closed, true, __ATOMIC_RELEASE);   /* (read unlocked by spawn_on) */
     struct urt__post *p = in->head;
-    in->head = in->tail = NULL;
+    __atomic_store_n(&in->head, NULL, __ATOMIC_RELAXED);
+    in->tail = NULL;
     pthread_mutex_unlock(&in->lock);
     while (p) {
         struct urt__post *next = p->next;
@@ -154,12 +156,13 @@ int urt__inbox_post(struct urt__inbox *in, struct urt__post *p)
     if (in->tail)
         in->tail->next = p;
     else
-        in->head = p;
+        __atomic_store_n(&in->head, p, __ATOMIC_RELEASE);
     in->tail = p;
-    /* The owner may be polling the list itself: then it needs no wake-up. (Against the owner's
-       urt__inbox_spin_end: one of the two sees the other's store.) */
-    __atomic_thread_fence(__ATOMIC_SEQ_CST);
-    bool signal = !in->signalled && !__atomic_load_n(&in->spinning, __ATOMIC_RELAXED);
+    /* The owner may be polling the list itself: then it needs no wake-up. Against the owner's
+       urt__inbox_spin_end (store spinning, then load posted), this increment and the load of
+       spinning, all sequentially consistent, make sure one of the two sees the other. */
+    __atomic_fetch_add(&in->posted, 1, __ATOMIC_SEQ_CST);
+    bool signal = !in->signalled && !__atomic_load_n(&in->spinning, __ATOMIC_SEQ_CST);
     if (signal)
         in->signalled = true;
     int ring_fd = in->ring_fd;
@@ -235,6 +238,6 @@ bool urt__inbox_spin_check(struct urt_runtime *rt, struct urt__inbox *in)
 void urt__inbox_spin_end(struct urt_runtime *rt, struct urt__inbox *in)
 {
     __atomic_store_n(&in->spinning, 0, __ATOMIC_SEQ_CST);
-    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    (void)__atomic_load_n(&in->posted, __ATOMIC_SEQ_CST);
     urt__inbox_spin_check(rt, in);   /* a post that saw us spinning sent no wake-up */
 }

@@ -45,6 +45,7 @@ struct urt__inbox {
     bool                own;
     int                 refs;       /* atomic, for an own inbox                                */
     int                 spinning;   /* atomic: the owner polls the list itself, no wake-up     */
+    uint64_t            posted;     /* atomic: posts ever made (orders posts against spinning) */
 };
 
 /* Sets up an inbox (before its runtime starts): 0 or -errno. */

@@ -5,6 +5,9 @@
 #include <string.h>
 
 #include "base/fault.h"
+#if defined(__SANITIZE_THREAD__)
+#include <sanitizer/tsan_interface.h>
+#endif
 #include "sched/sched.h"
 #include "sched/service.h"
 #include "sched/timer.h"
@@ -66,6 +69,9 @@ int urt__run(urt_fn main_fn, void *arg, const struct urt_config *cfg, struct urt
         return -ENOMEM;
     }
     urt__rt = rt;
+#if defined(__SANITIZE_THREAD__)
+    rt->sched_tsan_fiber = __tsan_get_current_fiber();
+#endif
     rt->set = set;
     rt->index = index;
     /* The first task is where programs do their setup (printf, getaddrinfo...): never compact. */

@@ -33,6 +33,10 @@
 #ifdef URT_ASAN
 #include <sanitizer/common_interface_defs.h>
 #endif
+#if defined(__SANITIZE_THREAD__)
+#define URT_TSAN 1
+#include <sanitizer/tsan_interface.h>
+#endif
 
 __thread struct urt_runtime *urt__rt;
 
@@ -105,6 +109,10 @@ static void end_of_round(struct urt_runtime *rt)
 
 static inline void asan_start(struct urt_runtime *rt, void **fake_save, struct urt_task *to)
 {
+#ifdef URT_TSAN
+    /* ThreadSanitizer follows each task as a fiber of its own. */
+    __tsan_switch_to_fiber(to ? to->tsan_fiber : rt->sched_tsan_fiber, 0);
+#endif
 #ifdef URT_ASAN
     if (to)
         __sanitizer_start_switch_fiber(fake_save, to->stack.base + to->stack.guard,

@@ -53,6 +53,7 @@ struct urt_runtime {
     void                   *sched_asan_bottom; /* the scheduler stack, for ASan fibers         */
     size_t                  sched_asan_size;
     void                   *sched_asan_fake;
+    void                   *sched_tsan_fiber;  /* ThreadSanitizer: the scheduler's fiber      */
     void                   *altstack;          /* ours, if the thread had none             */
     struct urt__service    *services;          /* registered on first use (service.h)         */
     struct urt__inbox      *inbox;             /* posts from other threads (urt_run_threads)  */

@@ -7,6 +7,14 @@
 #include "sched/timer.h"
 #include "sched/waitq.h"
 
+#if defined(__SANITIZE_THREAD__)
+#include <sanitizer/tsan_interface.h>
+#define TSAN_FIBER_NEW() __tsan_create_fiber(0)
+#define TSAN_FIBER_FREE(f) __tsan_destroy_fiber(f)
+#else
+#define TSAN_FIBER_NEW() NULL
+#define TSAN_FIBER_FREE(f) ((void)(f))
+#endif
 #if defined(__SANITIZE_ADDRESS__)
 #include <sanitizer/asan_interface.h>
 #define URT_ASAN_UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION(p, n)
@@ -70,6 +78,7 @@ struct urt_task *urt__task_new(struct urt_runtime *rt, urt_fn fn, void *arg,
         t->name[sizeof t->name - 1] = '\0';
     }
     t->sp = urt__ctx_make(t, (void (*)(void *))urt__task_main, t);
+    t->tsan_fiber = TSAN_FIBER_NEW();
     t->all_next = rt->all_tasks;
     if (rt->all_tasks)
         rt->all_tasks->all_prev = t;
@@ -89,6 +98,7 @@ void urt__task_release(struct urt_runtime *rt, struct urt_task *t)
     if (t->all_next)
         t->all_next->all_prev = t->all_prev;
     t->magic = 0;
+    TSAN_FIBER_FREE(t->tsan_fiber);
     /* This may run on any task's stack (a join, the switch after a detached task ended): a stack
        goes back to the pool here only when that takes a few stores; else the scheduler does it
        on its own stack (urt__task_release_deferred), since it may allocate or give pages back. */

@@ -86,6 +86,7 @@ struct urt_task {
     struct urt_task     *owner_prev, *owner_next;   /* the owner's list of its tasks           */
     struct urt_task     *all_prev, *all_next;   /* every live task, for shutdown and dumps     */
     void                *asan_fake_stack;
+    void                *tsan_fiber;  /* ThreadSanitizer builds: the task's fiber             */
     char                 name[32];
 };
 

@@ -273,8 +273,8 @@ void urt_chan_close(urt_chan *c)
         return;
     }
     struct urt_runtime *rt = urt__rt;
-    if (c->closed || c->owner != rt)
-        return;   /* another runtime's channel: not ours to touch */
+    if (c->owner != rt || c->closed)
+        return;   /* another runtime's channel: not ours to touch (not even to read) */
     c->closed = true;
     urt__wq_wake_all(rt, &c->senders, -EPIPE);
     urt__wq_wake_all(rt, &c->receivers, -EPIPE);
