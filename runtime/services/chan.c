@@ -156,18 +156,81 @@ static int recv_now_shared(urt_chan *c, void *elem)
 
 /* ---- the calls ---- */
 
-/* For a blocking call: -EPERM outside a task, -EINVAL, -EXDEV (another runtime's local channel),
-   -ECANCELED / -ETIMEDOUT. */
-static int check(urt_chan *c, const void *elem)
+/* The shared half of urt_chan_send and urt_chan_recv (self: the calling task). */
+static int send_shared(struct urt_runtime *rt, struct urt_task *self, urt_chan *c,
+                       const void *elem)
 {
-    struct urt_task *self = urt__self();
-    if (!self)
+    int err = urt__check_blocking(self);
+    if (err)
+        return err;
+    pthread_mutex_lock(&c->lock);
+    err = send_now_shared(c, elem);
+    if (err != -EAGAIN) {
+        pthread_mutex_unlock(&c->lock);
+        return err;
+    }
+    struct urt__xwaiter w = { .elem = (void *)elem, .what = "chan_send", .obj = c };
+    return urt__xwait(rt, &c->xsenders, &c->lock, &w);
+}
+
+static int recv_shared(struct urt_runtime *rt, struct urt_task *self, urt_chan *c, void *elem)
+{
+    int err = urt__check_blocking(self);
+    if (err)
+        return err;
+    pthread_mutex_lock(&c->lock);
+    err = recv_now_shared(c, elem);
+    if (err != -EAGAIN) {
+        pthread_mutex_unlock(&c->lock);
+        return err;
+    }
+    struct urt__xwaiter w = { .elem = elem, .what = "chan_recv", .obj = c };
+    return urt__xwait(rt, &c->xreceivers, &c->lock, &w);
+}
+
+/*
+ * The local path first, with one test more than before sharing existed: a shared channel has
+ * no owner, so "not this runtime's" covers it, and only then is it told from another runtime's
+ * local channel (-EXDEV).
+ */
+int urt_chan_send(urt_chan *c, const void *elem)
+{
+    struct urt_runtime *rt = urt__rt;
+    struct urt_task *self = rt ? rt->current : NULL;
+    if (unlikely(!self))
         return -EPERM;
-    if (!c || !elem)
+    if (unlikely(!c || !elem))
         return -EINVAL;
-    if (unlikely(!c->shared && c->owner != urt__rt))
-        return -EXDEV;
-    return urt__check_blocking(self);
+    if (unlikely(c->owner != rt))
+        return c->shared ? send_shared(rt, self, c, elem) : -EXDEV;
+    int err = urt__check_blocking(self);
+    if (err)
+        return err;
+    err = send_now(rt, c, elem);
+    if (err != -EAGAIN)
+        return err;
+    struct urt__waiter w = { .elem = (void *)elem, .what = "chan_send", .obj = c };
+    return urt__wq_wait(rt, &c->senders, &w, true);
+}
+
+int urt_chan_recv(urt_chan *c, void *elem)
+{
+    struct urt_runtime *rt = urt__rt;
+    struct urt_task *self = rt ? rt->current : NULL;
+    if (unlikely(!self))
+        return -EPERM;
+    if (unlikely(!c || !elem))
+        return -EINVAL;
+    if (unlikely(c->owner != rt))
+        return c->shared ? recv_shared(rt, self, c, elem) : -EXDEV;
+    int err = urt__check_blocking(self);
+    if (err)
+        return err;
+    err = recv_now(rt, c, elem);
+    if (err != -EAGAIN)
+        return err;
+    struct urt__waiter w = { .elem = elem, .what = "chan_recv", .obj = c };
+    return urt__wq_wait(rt, &c->receivers, &w, true);
 }
 
 /* For try_send/try_recv: a shared channel may be used from any thread; a local one only by its
@@ -185,50 +248,6 @@ static int check_try(urt_chan *c, const void *elem)
     }
     /* From a task, cancellation and the deadline hold as for any call (as before sharing). */
     return self ? urt__check_blocking(self) : 0;
-}
-
-int urt_chan_send(urt_chan *c, const void *elem)
-{
-    int err = check(c, elem);
-    if (err)
-        return err;
-    if (c->shared) {
-        pthread_mutex_lock(&c->lock);
-        err = send_now_shared(c, elem);
-        if (err != -EAGAIN) {
-            pthread_mutex_unlock(&c->lock);
-            return err;
-        }
-        struct urt__xwaiter w = { .elem = (void *)elem, .what = "chan_send", .obj = c };
-        return urt__xwait(urt__rt, &c->xsenders, &c->lock, &w);
-    }
-    err = send_now(urt__rt, c, elem);
-    if (err != -EAGAIN)
-        return err;
-    struct urt__waiter w = { .elem = (void *)elem, .what = "chan_send", .obj = c };
-    return urt__wq_wait(urt__rt, &c->senders, &w, true);
-}
-
-int urt_chan_recv(urt_chan *c, void *elem)
-{
-    int err = check(c, elem);
-    if (err)
-        return err;
-    if (c->shared) {
-        pthread_mutex_lock(&c->lock);
-        err = recv_now_shared(c, elem);
-        if (err != -EAGAIN) {
-            pthread_mutex_unlock(&c->lock);
-            return err;
-        }
-        struct urt__xwaiter w = { .elem = elem, .what = "chan_recv", .obj = c };
-        return urt__xwait(urt__rt, &c->xreceivers, &c->lock, &w);
-    }
-    err = recv_now(urt__rt, c, elem);
-    if (err != -EAGAIN)
-        return err;
-    struct urt__waiter w = { .elem = elem, .what = "chan_recv", .obj = c };
-    return urt__wq_wait(urt__rt, &c->receivers, &w, true);
 }
 
 int urt_chan_try_send(urt_chan *c, const void *elem)
