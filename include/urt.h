@@ -516,7 +516,8 @@ urt_chan *urt_chan_new(size_t elem_size, size_t capacity);
    each element is delivered exactly once. It lives until urt_chan_free, by whichever thread knows
    that nobody uses it any more. A task waiting on it is never taken for deadlocked. A local
    channel (urt_chan_new) belongs to its runtime: its calls from another runtime's task or another
-   thread return -EXDEV (urt_chan_close and urt_chan_free do nothing there). */
+   thread return -EXDEV (urt_chan_close and urt_chan_free do nothing from another runtime; from a
+   thread that runs none they act, as for a channel whose runtime has ended). */
 urt_chan *urt_chan_new_shared(size_t elem_size, size_t capacity);
 
 /* (T) Copies *elem into the channel, waiting for room. 0; -EPIPE when the channel is closed;

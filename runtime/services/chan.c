@@ -292,8 +292,10 @@ void urt_chan_close(urt_chan *c)
         return;
     }
     struct urt_runtime *rt = urt__rt;
-    if (c->owner != rt || c->closed)
-        return;   /* another runtime's channel: not ours to touch (not even to read) */
+    /* Another runtime's channel is not ours to touch (not even to read); outside any runtime,
+       a local channel can only be one whose runtime has ended. */
+    if ((rt && c->owner != rt) || c->closed)
+        return;
     c->closed = true;
     urt__wq_wake_all(rt, &c->senders, -EPIPE);
     urt__wq_wake_all(rt, &c->receivers, -EPIPE);
@@ -304,7 +306,7 @@ void urt_chan_free(urt_chan *c)
     if (!c)
         return;
     struct urt_runtime *rt = urt__rt;
-    if (!c->shared && c->owner != rt)
+    if (!c->shared && rt && c->owner != rt)
         return;   /* another runtime's channel: not ours to free */
     urt_chan_close(c);
     if (c->shared)
