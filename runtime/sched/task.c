@@ -205,24 +205,42 @@ urt_task *urt_spawn(urt_fn fn, void *arg)
     return urt_spawn_ex(fn, arg, NULL);
 }
 
+/* The task h names if the calling task may join or detach it, else NULL with *err: -EPERM
+   outside a task, -EXDEV for another runtime's, -EINVAL for none or one not joinable. */
+static struct urt_task *joinable(const urt_task *h, int *err)
+{
+    struct urt_runtime *rt = urt__rt;
+    if (!urt__self()) {
+        *err = -EPERM;
+        return NULL;
+    }
+    struct urt_task *t = urt__task_of(h);
+    if (t && t->rt != rt) {
+        *err = -EXDEV;
+        return NULL;
+    }
+    if (!t || (t->flags & (URT__DETACHED | URT__JOINED | URT__IN_GROUP))) {
+        *err = -EINVAL;
+        return NULL;
+    }
+    return t;
+}
+
 int urt_join(urt_task *h)
 {
     struct urt_runtime *rt = urt__rt;
-    struct urt_task *self = urt__self();
-    if (!self)
-        return -EPERM;
-    struct urt_task *t = urt__task_of(h);
-    if (t && t->rt != rt)
-        return -EXDEV;
-    if (!t || (t->flags & (URT__DETACHED | URT__JOINED | URT__IN_GROUP)))
-        return -EINVAL;
+    int err;
+    struct urt_task *t = joinable(h, &err);
+    if (!t)
+        return err;
+    struct urt_task *self = rt->current;
     if (t == self)
         return -EDEADLK;
     if (t->state != URT__DONE) {
         struct urt__waiter w = { .what = "join", .obj = t };
         t->flags |= URT__JOINED;
         t->joiner = &w;
-        int err = urt__wq_wait(rt, NULL, &w, true);
+        err = urt__wq_wait(rt, NULL, &w, true);
         t->joiner = NULL;
         t->flags &= ~URT__JOINED;
         if (err && t->state != URT__DONE)
@@ -236,13 +254,10 @@ int urt_join(urt_task *h)
 int urt_detach_checked(urt_task *h)
 {
     struct urt_runtime *rt = urt__rt;
-    if (!urt__self())
-        return -EPERM;
-    struct urt_task *t = urt__task_of(h);
-    if (t && t->rt != rt)
-        return -EXDEV;
-    if (!t || (t->flags & (URT__DETACHED | URT__JOINED | URT__IN_GROUP)))
-        return -EINVAL;
+    int err;
+    struct urt_task *t = joinable(h, &err);
+    if (!t)
+        return err;
     if (t->state == URT__DONE)
         urt__task_release(rt, t);
     else
