@@ -63,7 +63,8 @@ struct urt_runtime {
     struct urt_task        *main_task;         /* the first task                             */
     struct spawn_batch     *spawn_open;        /* urt_spawn_on's batches not yet posted       */
     struct spawn_batch    **spawn_batch;       /* the open batch per target index             */
-    struct spawn_batch     *spawn_backlog;     /* received requests not yet started           */
+    struct spawn_batch     *spawn_backlog;     /* received requests not yet started, in order */
+    struct spawn_batch     *spawn_backlog_tail;
     struct urt_config       cfg;               /* as urt_run was given it, defaults filled in */
 };
 

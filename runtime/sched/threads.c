@@ -258,10 +258,11 @@ static void run_batch(struct urt_runtime *rt, struct urt__post *p)
     struct spawn_batch *b = (struct spawn_batch *)p;
     b->done = 0;
     b->next_open = NULL;
-    struct spawn_batch **tail = &rt->spawn_backlog;
-    while (*tail)
-        tail = &(*tail)->next_open;
-    *tail = b;
+    if (rt->spawn_backlog)
+        rt->spawn_backlog_tail->next_open = b;
+    else
+        rt->spawn_backlog = b;
+    rt->spawn_backlog_tail = b;
     start_some(rt);
 }
 
