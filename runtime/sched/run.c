@@ -11,6 +11,7 @@
 #include "sched/sched.h"
 #include "sched/service.h"
 #include "sched/timer.h"
+#include "sched/xwait.h"
 
 static __thread struct urt_stats last_stats;
 
@@ -89,6 +90,7 @@ int urt__run(urt_fn main_fn, void *arg, const struct urt_config *cfg, struct urt
     }
     if (rt->set)
         urt__set_end(rt);
+    urt__xwait_end(rt);
     if (!rt->fatal) {
         /* Every task has ended. The services end their own requests; then only requests nobody
            waits for (cancels) can still be in flight. */

@@ -23,6 +23,7 @@ struct urt__service;
 struct urt__inbox;
 struct urt__set;
 struct spawn_batch;
+struct urt__post;
 
 struct urt_runtime {
     struct urt__backend    *backend;
@@ -65,6 +66,8 @@ struct urt_runtime {
     struct spawn_batch    **spawn_batch;       /* the open batch per target index             */
     struct spawn_batch     *spawn_backlog;     /* received requests not yet started, in order */
     struct spawn_batch     *spawn_backlog_tail;
+    struct urt__post       *wake_cache;        /* wake-up posts kept for reuse (xwait.c)      */
+    unsigned                wake_cached;
     struct urt_config       cfg;               /* as urt_run was given it, defaults filled in */
 };
 

@@ -61,12 +61,32 @@ static void wake_if_waiting(struct urt_runtime *rt, struct urt_task *t, uint64_t
 
 /* (A task's memory stays mapped while its runtime lives, and a wake-up reaches only a live
    runtime: reading a since-reused header is safe, and the id tells.) */
+/* Wake-up posts are kept for reuse by the runtime that ran them: in a conversation between two
+   runtimes each then sends its wake-ups in the posts the other sent it, with no allocation. */
+#define WAKE_CACHE_MAX 256
+
 __attribute__((no_sanitize_address))
 static void run_wake(struct urt_runtime *rt, struct urt__post *p)
 {
     struct wake_post *wp = (struct wake_post *)p;
     wake_if_waiting(rt, wp->task, wp->id, wp->seq);
-    free(wp);
+    if (rt->wake_cached < WAKE_CACHE_MAX) {
+        wp->post.next = rt->wake_cache;
+        rt->wake_cache = &wp->post;
+        rt->wake_cached++;
+    } else {
+        free(wp);
+    }
+}
+
+void urt__xwait_end(struct urt_runtime *rt)
+{
+    while (rt->wake_cache) {
+        struct urt__post *p = rt->wake_cache;
+        rt->wake_cache = p->next;
+        free(p);
+    }
+    rt->wake_cached = 0;
 }
 
 static void drop_wake(struct urt__post *p)
@@ -101,10 +121,15 @@ void urt__xwake(struct urt__xwaiter *w, int result)
     }
     /* (target is compared, never dereferenced, from here on) */
     struct wake_post *wp = NULL;
-    if (here)
+    if (here && here->wake_cache) {   /* a few loads and stores: fine on any stack */
+        wp = (struct wake_post *)here->wake_cache;
+        here->wake_cache = wp->post.next;
+        here->wake_cached--;
+    } else if (here) {
         urt__on_sched_stack(here, alloc_post, &wp);
-    else
+    } else {
         wp = malloc(sizeof *wp);
+    }
     if (wp) {
         *wp = (struct wake_post){ .post = { .run = run_wake, .drop = drop_wake },
                                   .task = t, .id = id, .seq = seq };

@@ -55,4 +55,7 @@ void urt__xwake(struct urt__xwaiter *w, int result);
 int urt__xwait(struct urt_runtime *rt, struct urt__xqueue *q, pthread_mutex_t *lock,
                struct urt__xwaiter *w);
 
+/* The runtime ends: frees the wake-up posts it kept for reuse. */
+void urt__xwait_end(struct urt_runtime *rt);
+
 #endif
