@@ -7,35 +7,22 @@
 void urt__wq_push(struct urt__wqueue *q, struct urt__waiter *w)
 {
     w->queue = q;
-    w->next = NULL;
-    w->prev = q->tail;
-    if (q->tail)
-        q->tail->next = w;
-    else
-        q->head = w;
-    q->tail = w;
+    urt__list_push(&q->list, &w->link);
 }
 
 void urt__wq_remove(struct urt__waiter *w)
 {
-    struct urt__wqueue *q = w->queue;
-    if (w->prev)
-        w->prev->next = w->next;
-    else
-        q->head = w->next;
-    if (w->next)
-        w->next->prev = w->prev;
-    else
-        q->tail = w->prev;
+    urt__list_remove(&w->queue->list, &w->link);
     w->queue = NULL;
-    w->prev = w->next = NULL;
 }
 
 struct urt__waiter *urt__wq_pop(struct urt__wqueue *q)
 {
-    struct urt__waiter *w = q->head;
-    if (w)
-        urt__wq_remove(w);
+    struct urt__link *l = urt__list_pop(&q->list);
+    if (!l)
+        return NULL;
+    struct urt__waiter *w = urt__container_of(l, struct urt__waiter, link);
+    w->queue = NULL;
     return w;
 }
 

@@ -5,6 +5,8 @@
 
 #include <stdbool.h>
 
+#include "base/list.h"
+
 struct urt_runtime;
 struct urt_task;
 struct urt__wqueue;
@@ -12,7 +14,7 @@ struct urt__wqueue;
 /* A parked task in a waiter queue. Lives on the waiting task's stack. */
 struct urt__waiter {
     struct urt_task    *task;
-    struct urt__waiter *prev, *next;
+    struct urt__link    link;
     struct urt__wqueue *queue;   /* NULL once woken or unlinked                                 */
     void               *elem;    /* channels: where to copy from or to                          */
     const char         *what;    /* for urt_dump: "join", "chan_send"...                        */
@@ -22,7 +24,7 @@ struct urt__waiter {
 };
 
 struct urt__wqueue {
-    struct urt__waiter *head, *tail;
+    struct urt__list list;
 };
 
 void urt__wq_push(struct urt__wqueue *q, struct urt__waiter *w);

@@ -10,35 +10,22 @@
 void urt__xq_push(struct urt__xqueue *q, struct urt__xwaiter *w)
 {
     w->queue = q;
-    w->next = NULL;
-    w->prev = q->tail;
-    if (q->tail)
-        q->tail->next = w;
-    else
-        q->head = w;
-    q->tail = w;
+    urt__list_push(&q->list, &w->link);
 }
 
 static void xq_remove(struct urt__xwaiter *w)
 {
-    struct urt__xqueue *q = w->queue;
-    if (w->prev)
-        w->prev->next = w->next;
-    else
-        q->head = w->next;
-    if (w->next)
-        w->next->prev = w->prev;
-    else
-        q->tail = w->prev;
+    urt__list_remove(&w->queue->list, &w->link);
     w->queue = NULL;
-    w->prev = w->next = NULL;
 }
 
 struct urt__xwaiter *urt__xq_pop(struct urt__xqueue *q)
 {
-    struct urt__xwaiter *w = q->head;
-    if (w)
-        xq_remove(w);
+    struct urt__link *l = urt__list_pop(&q->list);
+    if (!l)
+        return NULL;
+    struct urt__xwaiter *w = urt__container_of(l, struct urt__xwaiter, link);
+    w->queue = NULL;
     return w;
 }
 

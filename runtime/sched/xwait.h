@@ -12,20 +12,21 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "base/list.h"
 #include "sched/task.h"
 
 struct urt_runtime;
 struct urt__inbox;
 
 struct urt__xqueue {
-    struct urt__xwaiter *head, *tail;
+    struct urt__list list;
 };
 
 /* Lives on the waiting task's stack. A waker reads what it needs, then sets done last: from that
    moment the record may be gone. */
 struct urt__xwaiter {
     struct urt__io_wait  hook;     /* how a cancel or deadline ends the wait                  */
-    struct urt__xwaiter *prev, *next;
+    struct urt__link     link;
     struct urt__xqueue  *queue;    /* NULL once woken or unlinked                             */
     pthread_mutex_t     *lock;     /* the primitive's lock, which guards queue and done       */
     void                *elem;     /* channels: where to copy from or to                      */
