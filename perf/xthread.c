@@ -57,6 +57,20 @@ struct pp {
     int       err;
 };
 
+/* The measured loop: trips round trips over p->ping and p->pong, timed into p. */
+static void pingpong(struct pp *p)
+{
+    int v = 0;
+    p->t0 = bench_now();
+    for (uint64_t i = 0; i < trips; i++)
+        if (urt_chan_send(p->ping, &v) != 0 || urt_chan_recv(p->pong, &v) != 0) {
+            p->err = 1;
+            break;
+        }
+    p->t1 = bench_now();
+    urt_chan_close(p->ping);
+}
+
 static int pp_main(void *arg)
 {
     struct pp *p = arg;
@@ -69,14 +83,7 @@ static int pp_main(void *arg)
     }
     urt_chan_send(p->ping, &v);   /* warm-up: both sides waiting once */
     urt_chan_recv(p->pong, &v);
-    p->t0 = bench_now();
-    for (uint64_t i = 0; i < trips; i++)
-        if (urt_chan_send(p->ping, &v) != 0 || urt_chan_recv(p->pong, &v) != 0) {
-            p->err = 1;
-            break;
-        }
-    p->t1 = bench_now();
-    urt_chan_close(p->ping);
+    pingpong(p);
     return 0;
 }
 
@@ -109,15 +116,7 @@ static int local_main(void *arg)
     p->ping = urt_chan_new(sizeof(int), 0);
     p->pong = urt_chan_new(sizeof(int), 0);
     urt_task *t = urt_spawn(local_partner, p);
-    int v = 0;
-    p->t0 = bench_now();
-    for (uint64_t i = 0; i < trips; i++)
-        if (urt_chan_send(p->ping, &v) != 0 || urt_chan_recv(p->pong, &v) != 0) {
-            p->err = 1;
-            break;
-        }
-    p->t1 = bench_now();
-    urt_chan_close(p->ping);
+    pingpong(p);
     urt_join(t);
     urt_chan_free(p->ping);
     urt_chan_free(p->pong);
