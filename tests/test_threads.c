@@ -392,6 +392,41 @@ UT_TEST(another_runtimes_handles_are_exdev)
     assert_int_equal(m.gwait, -EXDEV);
 }
 
+/* A handle of a task whose runtime has ended (its stacks unmapped): -EXDEV, never a read. */
+struct gone {
+    urt_chan *handoff;   /* shared: runtime 0 sends a task handle, then ends */
+    int       join, detach;
+};
+
+static int gone_main(void *arg)
+{
+    struct gone *g = arg;
+    if (urt_thread_index() == 0) {
+        urt_task *t = urt_spawn(nop, NULL);
+        urt_chan_send(g->handoff, &t);
+        urt_join(t);
+        return 0;   /* this runtime ends; its arenas go */
+    }
+    urt_task *t = NULL;
+    urt_chan_recv(g->handoff, &t);
+    /* wait until runtime 0 has ended: its inbox refuses work then */
+    while (urt_spawn_on(0, nop, NULL) == 0)
+        urt_yield();
+    g->join = urt_join(t);
+    g->detach = urt_detach_checked(t);
+    urt_cancel(t);
+    return 0;
+}
+
+UT_TEST(handle_of_an_ended_runtime_is_exdev)
+{
+    struct gone g = { .handoff = urt_chan_new_shared(sizeof(urt_task *), 1) };
+    assert_int_equal(urt_run_threads(2, gone_main, &g, NULL), 0);
+    urt_chan_free(g.handoff);
+    assert_int_equal(g.join, -EXDEV);
+    assert_int_equal(g.detach, -EXDEV);
+}
+
 /* ---- runtimes ending with posts and messages in flight ---- */
 
 static int ending_main(void *arg)
@@ -477,6 +512,7 @@ int main(void)
         cmocka_unit_test(a_million_messages_across_two_runtimes),
         cmocka_unit_test(a_foreign_thread_wakes_a_task),
         cmocka_unit_test(another_runtimes_handles_are_exdev),
+        cmocka_unit_test(handle_of_an_ended_runtime_is_exdev),
         cmocka_unit_test(runtimes_end_with_work_in_flight),
         cmocka_unit_test(hundred_thousand_tasks_on_each_runtime),
     };

@@ -24,6 +24,8 @@ struct urt__backend_config {
     /* Called when the submission queue is full while an operation is being queued: it must run
        urt__backend_poll(b, false, 0) (on the scheduler's stack) and return. */
     void            (*flush)(void *ctx);
+    /* Called during the reap for each message from another ring (urt__backend_message). */
+    void            (*message)(void *ctx);
 };
 
 /* 0, or -ENOSYS (no io_uring or too old), -EPERM (disabled), -ENOMEM (with what to raise). */
@@ -51,16 +53,17 @@ void urt__backend_cancel(struct urt__backend *b, struct urt__op *target, struct 
 int  urt__backend_poll(struct urt__backend *b, bool wait, uint64_t timeout_ns);
 
 /*
- * Messages between the runtimes of one process. Another runtime's backend sends a message to this
- * ring with urt__backend_message(its own backend, urt__backend_ring_fd(this), op): the
- * completion then comes to op->on_complete here, with URT__OP_MESSAGE in its flags, without op
- * having been submitted here (it does not count as in flight). op must live as long as the
- * receiving backend. urt__backend_can_message says whether the kernel has the means
- * (IORING_OP_MSG_RING, 5.18); where not, runtimes signal each other otherwise (an eventfd).
+ * Messages between the runtimes of one process. Another runtime's backend sends one to this ring
+ * with urt__backend_message(its own backend, urt__backend_ring_fd(this)); its arrival here calls
+ * cfg.message(cfg.ctx) during the reap. A message carries nothing: not even an address, since it
+ * reaches the kernel only at the sender's next enter and may arrive late, or at a ring that has
+ * since taken the fd number - where it costs one look at an empty inbox. urt__backend_can_message
+ * says whether the kernel has the means (IORING_OP_MSG_RING, 5.18); where not, runtimes signal
+ * each other otherwise (an eventfd).
  */
 int  urt__backend_ring_fd(const struct urt__backend *b);
 bool urt__backend_can_message(const struct urt__backend *b);
-void urt__backend_message(struct urt__backend *b, int ring_fd, struct urt__op *op);
+void urt__backend_message(struct urt__backend *b, int ring_fd);
 
 /* Flags of the setup that worked (IORING_SETUP_*), for urt_ring_flags. */
 unsigned urt__backend_flags(const struct urt__backend *b);

@@ -39,8 +39,6 @@ enum urt__op_kind {
 
 /* Passed to on_complete: more completions of this operation will follow (a multishot one). */
 #define URT__OP_MORE 1u
-/* Passed to on_complete: a message from another runtime's ring (urt__backend_message). */
-#define URT__OP_MESSAGE 2u
 
 struct urt__op;
 /* Called from the reaping loop, on the scheduler's stack, once per completion. It may make tasks

@@ -21,7 +21,7 @@
 
 /* user_data of requests whose completion nobody wants. */
 #define UDATA_IGNORE 0ull
-/* Tag on the user_data of a message from another ring (records are 8-byte aligned). */
+/* The user_data of a message from another ring (records are 8-byte aligned: never 1). */
 #define UDATA_MESSAGE 1ull
 
 struct urt__backend {
@@ -31,6 +31,7 @@ struct urt__backend {
     struct urt_stats *st;
     void             *ctx;
     void            (*flush)(void *ctx);
+    void            (*message)(void *ctx);
     bool              dead;         /* an enter failed for good: nothing reaches the kernel   */
     bool              msg_ring;     /* the kernel has IORING_OP_MSG_RING                      */
     struct io_uring_sqe scratch;    /* where operations queued on a dead ring are written     */
@@ -56,6 +57,7 @@ int urt__backend_open(struct urt__backend **out, const struct urt__backend_confi
     b->st = cfg->stats;
     b->ctx = cfg->ctx;
     b->flush = cfg->flush;
+    b->message = cfg->message;
     int ret = -EINVAL;
     for (size_t i = 0; i < sizeof tries / sizeof tries[0]; i++) {
         struct io_uring_params p;
@@ -290,10 +292,10 @@ void urt__backend_cancel(struct urt__backend *b, struct urt__op *target, struct 
     prep(get_sqe(b, 0), &c, report ? udata(report) : UDATA_IGNORE);
 }
 
-void urt__backend_message(struct urt__backend *b, int ring_fd, struct urt__op *op)
+void urt__backend_message(struct urt__backend *b, int ring_fd)
 {
     struct io_uring_sqe *sqe = get_sqe(b, b->sq_reserve);
-    io_uring_prep_msg_ring(sqe, ring_fd, 0, (uint64_t)(uintptr_t)op | UDATA_MESSAGE, 0);
+    io_uring_prep_msg_ring(sqe, ring_fd, 0, UDATA_MESSAGE, 0);
     io_uring_sqe_set_data64(sqe, UDATA_IGNORE);   /* the sender's own completion */
 }
 
@@ -308,10 +310,10 @@ static void reap(struct urt__backend *b)
         n++;
         if (cqe->user_data == UDATA_IGNORE || cqe->user_data == LIBURING_UDATA_TIMEOUT)
             continue;
-        if (unlikely(cqe->user_data & UDATA_MESSAGE)) {
-            struct urt__op *op = (struct urt__op *)(uintptr_t)(cqe->user_data & ~UDATA_MESSAGE);
+        if (unlikely(cqe->user_data == UDATA_MESSAGE)) {
             messages++;
-            op->on_complete(b->ctx, op, cqe->res, URT__OP_MESSAGE);
+            if (b->message)
+                b->message(b->ctx);
             continue;
         }
         struct urt__op *op = (struct urt__op *)(uintptr_t)cqe->user_data;

@@ -16,24 +16,31 @@
 #include "sched/inbox.h"
 #include "sched/sched.h"
 
-int urt__inbox_init(struct urt__inbox *in)
+struct urt__inbox *urt__inbox_new(int *err)
 {
+    struct urt__inbox *in = calloc(1, sizeof *in);
+    if (!in) {
+        *err = -ENOMEM;
+        return NULL;
+    }
     in->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (in->efd < 0)
-        return -errno;
+    if (in->efd < 0) {
+        *err = -errno;
+        free(in);
+        return NULL;
+    }
     pthread_mutex_init(&in->lock, NULL);
-    in->head = in->tail = NULL;
-    in->closed = false;
-    in->signalled = false;
     in->ring_fd = -1;
-    return 0;
+    in->refs = 1;
+    return in;
 }
 
-void urt__inbox_destroy(struct urt__inbox *in)
+static void destroy(struct urt__inbox *in)
 {
     urt__inbox_close(in);
     close(in->efd);
     pthread_mutex_destroy(&in->lock);
+    free(in);
 }
 
 /* Takes every post, in order, and lets the next poster signal again. */
@@ -58,11 +65,11 @@ static void drain(struct urt_runtime *rt, struct urt__inbox *in)
     }
 }
 
-static void on_message(void *ctx, struct urt__op *op, int res, unsigned flags)
+void urt__inbox_message(void *ctx)
 {
-    (void)res;
-    (void)flags;
-    drain(ctx, urt__container_of(op, struct urt__inbox, msg_op));
+    struct urt_runtime *rt = ctx;
+    if (rt->inbox)
+        drain(rt, rt->inbox);   /* (a late message finds it empty, or gone: nothing to do) */
 }
 
 static void on_eventfd(void *ctx, struct urt__op *op, int res, unsigned flags)
@@ -119,7 +126,6 @@ static const struct urt__service_ops inbox_ops = {
 
 void urt__inbox_open(struct urt_runtime *rt, struct urt__inbox *in)
 {
-    in->msg_op = (struct urt__op){ .on_complete = on_message };
     pthread_mutex_lock(&in->lock);
     in->ring_fd = urt__backend_can_message(rt->backend) ? urt__backend_ring_fd(rt->backend) : -1;
     pthread_mutex_unlock(&in->lock);
@@ -172,7 +178,7 @@ int urt__inbox_post(struct urt__inbox *in, struct urt__post *p)
        closed its inbox and wants no wake-up.) */
     struct urt_runtime *rt = urt__rt;
     if (signal && ring_fd >= 0 && rt && !rt->fatal && urt__backend_can_message(rt->backend)) {
-        urt__backend_message(rt->backend, ring_fd, &in->msg_op);
+        urt__backend_message(rt->backend, ring_fd);
         signal = false;
     }
     if (signal) {
@@ -185,28 +191,21 @@ int urt__inbox_post(struct urt__inbox *in, struct urt__post *p)
 
 void urt__inbox_hold(struct urt__inbox *in)
 {
-    if (in->own)
-        __atomic_add_fetch(&in->refs, 1, __ATOMIC_RELAXED);
+    __atomic_add_fetch(&in->refs, 1, __ATOMIC_RELAXED);
 }
 
 void urt__inbox_release(struct urt__inbox *in)
 {
-    if (in->own && __atomic_sub_fetch(&in->refs, 1, __ATOMIC_ACQ_REL) == 0) {
-        urt__inbox_destroy(in);
-        free(in);
-    }
+    if (__atomic_sub_fetch(&in->refs, 1, __ATOMIC_ACQ_REL) == 0)
+        destroy(in);
 }
 
 static void make_own(struct urt_runtime *rt, void *arg)
 {
-    struct urt__inbox *in = calloc(1, sizeof *in);
-    if (in && urt__inbox_init(in) != 0) {
-        free(in);
-        in = NULL;
-    }
+    int err;
+    struct urt__inbox *in = urt__inbox_new(&err);   /* the reference is its runtime's */
     if (in) {
         in->own = true;
-        in->refs = 1;   /* its runtime's */
         urt__inbox_open(rt, in);
     }
     *(struct urt__inbox **)arg = in;

@@ -34,23 +34,25 @@ struct urt__inbox {
     bool                signalled;  /* a wake-up is on its way since the last drain           */
     int                 efd;        /* eventfd: the wake-up of posters that have no ring       */
     int                 ring_fd;    /* the owner's ring, for messages; -1 until it runs        */
-    struct urt__op      msg_op;     /* what messages to the owner's ring complete to           */
     /* The owner's side only. */
     struct urt__service base;       /* registered with the owner: re-arm, idle count, end      */
     struct urt__op      efd_op;     /* the eventfd read, armed while the runtime runs          */
     uint64_t            efd_value;
     bool                efd_armed;
-    /* A runtime of urt_run makes its inbox when a task first waits on a shared primitive; such
-       an inbox is freed by the last of its runtime and the wakers still posting to it. */
-    bool                own;
-    int                 refs;       /* atomic, for an own inbox                                */
+    /* Freed by the last of its holders: its set (urt_run_threads) or, for an inbox a runtime of
+       urt_run made when a task first waited on a shared primitive, that runtime; and every
+       waker still posting to it. */
+    bool                own;        /* made by its runtime (not a set's)                       */
+    int                 refs;       /* atomic                                                  */
     int                 spinning;   /* atomic: the owner polls the list itself, no wake-up     */
     uint64_t            posted;     /* atomic: posts ever made (orders posts against spinning) */
 };
 
-/* Sets up an inbox (before its runtime starts): 0 or -errno. */
-int  urt__inbox_init(struct urt__inbox *in);
-void urt__inbox_destroy(struct urt__inbox *in);
+/* A message came to the runtime's ring (the backend's message callback): drain its inbox. */
+void urt__inbox_message(void *rt);
+
+/* A new inbox with one reference (before its runtime starts); NULL with *err = -errno. */
+struct urt__inbox *urt__inbox_new(int *err);
 /* The owner starts taking posts (its scheduler runs them); posts made before are run too. */
 void urt__inbox_open(struct urt_runtime *rt, struct urt__inbox *in);
 /* The owner refuses posts from now on; the posts still in it are dropped. Idempotent. */
@@ -65,8 +67,9 @@ void urt__inbox_spin_end(struct urt_runtime *rt, struct urt__inbox *in);
 
 /* The runtime's inbox, made now if it has none (a runtime of urt_run): NULL without memory. */
 struct urt__inbox *urt__inbox_of(struct urt_runtime *rt);
-/* Keeps an inbox from being freed while the caller posts to it (taken while the caller knows its
-   runtime lives, say under the lock of a primitive a task of it waits on). */
+/* Keeps an inbox from being freed while the caller posts to it (taken while the caller knows it
+   lives, say under the lock of a primitive a task of its runtime waits on); the last release
+   frees it. */
 void urt__inbox_hold(struct urt__inbox *in);
 void urt__inbox_release(struct urt__inbox *in);
 

@@ -8,6 +8,7 @@
 #if defined(__SANITIZE_THREAD__)
 #include <sanitizer/tsan_interface.h>
 #endif
+#include "sched/inbox.h"
 #include "sched/sched.h"
 #include "sched/service.h"
 #include "sched/timer.h"
@@ -57,7 +58,7 @@ int urt__run(urt_fn main_fn, void *arg, const struct urt_config *cfg, struct urt
     rt->coarse_slack = urt__coarse_slack();
     struct urt__backend_config bc = {
         .entries = c.ring_entries, .quiet = c.quiet != 0, .stats = &rt->st, .ctx = rt,
-        .flush = urt__sched_flush,
+        .flush = urt__sched_flush, .message = urt__inbox_message,
     };
     int ret = urt__backend_open(&rt->backend, &bc);
     if (ret) {

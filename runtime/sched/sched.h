@@ -186,7 +186,9 @@ struct urt_task *urt__task_new(struct urt_runtime *rt, urt_fn fn, void *arg,
 void urt__task_release(struct urt_runtime *rt, struct urt_task *t);
 /* Returns the stacks urt__task_release left to the scheduler (on its stack). */
 void urt__task_release_deferred(struct urt_runtime *rt);
-struct urt_task *urt__task_of(const urt_task *handle);   /* NULL: not a live task's handle */
+/* The live task a handle names, NULL if none; *foreign: the handle points outside this runtime's
+   stack arenas (another runtime's task, or garbage), which is never read. */
+struct urt_task *urt__task_of(struct urt_runtime *rt, const urt_task *handle, bool *foreign);
 urt_task *urt__handle(struct urt_task *t);
 void urt__cancel(struct urt_runtime *rt, struct urt_task *t);
 void urt__task_main(struct urt_task *t) __attribute__((noreturn));

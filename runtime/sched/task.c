@@ -71,7 +71,6 @@ struct urt_task *urt__task_new(struct urt_runtime *rt, urt_fn fn, void *arg,
     t->fn = fn;
     t->arg = arg;
     t->id = ++rt->next_id;
-    t->rt = rt;
     t->stack = s;
     if (opts && opts->name) {
         strncpy(t->name, opts->name, sizeof t->name - 1);
@@ -134,12 +133,21 @@ static inline urt_task *handle_of(struct urt_task *t)
 }
 
 /* A stale handle's address may by now lie inside another task's stack frames (headers move with
-   their colour): reading it is deliberate, and the memory stays mapped for the runtime's life. */
+   their colour): reading it is deliberate, and the memory stays mapped for the runtime's life.
+   Memory outside this runtime's arenas is never read: it may be another runtime's, changing
+   under its thread or unmapped when that runtime ended. */
 __attribute__((no_sanitize_address))
-struct urt_task *urt__task_of(const urt_task *h)
+struct urt_task *urt__task_of(struct urt_runtime *rt, const urt_task *h, bool *foreign)
 {
     struct urt_task *t = (struct urt_task *)((uintptr_t)h & HANDLE_ADDR);
-    if (!t || t->magic != URT__TASK_MAGIC || handle_of(t) != h)
+    *foreign = false;
+    if (!t)
+        return NULL;
+    if (!urt__stack_pool_owns(&rt->stacks, t)) {
+        *foreign = true;
+        return NULL;
+    }
+    if (t->magic != URT__TASK_MAGIC || handle_of(t) != h)
         return NULL;
     return t;
 }
@@ -214,9 +222,10 @@ static struct urt_task *joinable(const urt_task *h, int *err)
         *err = -EPERM;
         return NULL;
     }
-    struct urt_task *t = urt__task_of(h);
-    if (t && t->rt != rt) {
-        *err = -EXDEV;
+    bool foreign;
+    struct urt_task *t = urt__task_of(rt, h, &foreign);
+    if (foreign && rt->set) {
+        *err = -EXDEV;   /* not this runtime's memory: another runtime's task, or no task */
         return NULL;
     }
     if (!t || (t->flags & (URT__DETACHED | URT__JOINED | URT__IN_GROUP))) {
@@ -280,8 +289,9 @@ void urt__cancel(struct urt_runtime *rt, struct urt_task *t)
 
 void urt_cancel(urt_task *h)
 {
-    struct urt_task *t = urt__self() ? urt__task_of(h) : NULL;
-    if (t && t->rt == urt__rt)   /* another runtime's task: not ours to touch */
+    bool foreign;
+    struct urt_task *t = urt__self() ? urt__task_of(urt__rt, h, &foreign) : NULL;
+    if (t)   /* (another runtime's task is not ours to touch: t is NULL then) */
         urt__cancel(urt__rt, t);
 }
 
@@ -293,7 +303,10 @@ urt_task *urt_self(void)
 /* The task a handle names, NULL meaning the caller; NULL when there is none. */
 static struct urt_task *task_or_self(const urt_task *h)
 {
-    return h ? urt__task_of(h) : urt__self();
+    bool foreign;
+    if (!h)
+        return urt__self();
+    return urt__rt ? urt__task_of(urt__rt, h, &foreign) : NULL;
 }
 
 uint64_t urt_task_id(const urt_task *h)

@@ -76,7 +76,6 @@ struct urt_task {
     urt_fn               fn;
     void                *arg;
     uint64_t             id;
-    struct urt_runtime  *rt;          /* its runtime: another's calls on it get -EXDEV         */
     struct urt_task     *timer_prev, *timer_next;   /* the in-order list                       */
     struct urt__waiter  *joiner;      /* the task waiting in urt_join                          */
     /* Who collects its status instead of a joiner (a group): told when the task returns, on

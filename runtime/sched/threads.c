@@ -17,7 +17,7 @@
 #include "sched/sched.h"
 
 struct slot {
-    struct urt__inbox inbox;
+    struct urt__inbox *inbox;     /* the set's reference; wakers may hold it a little longer  */
     struct urt__set  *set;
     int               index;
     int               cpu;        /* -1: not pinned                                          */
@@ -59,7 +59,7 @@ static void stop_all(struct urt__set *set)
         s->stop_posted = true;
         pthread_mutex_unlock(&set->lock);
         if (post)
-            urt__inbox_post(&s->inbox, &s->stop);   /* -ESHUTDOWN: it has ended already */
+            urt__inbox_post(s->inbox, &s->stop);   /* -ESHUTDOWN: it has ended already */
     }
 }
 
@@ -70,12 +70,12 @@ void urt__set_started(struct urt_runtime *rt)
     pthread_mutex_lock(&set->lock);
     s->started = true;
     pthread_mutex_unlock(&set->lock);
-    urt__inbox_open(rt, &s->inbox);
+    urt__inbox_open(rt, s->inbox);
 }
 
 void urt__set_stopping(struct urt_runtime *rt)
 {
-    urt__inbox_close(&rt->set->slots[rt->index].inbox);
+    urt__inbox_close(rt->set->slots[rt->index].inbox);
 }
 
 /* ---- the threads ---- */
@@ -96,7 +96,7 @@ static void *thread_main(void *p)
     if (failed && !set->start_error)
         set->start_error = s->status < 0 ? s->status : -ENOMEM;
     pthread_mutex_unlock(&set->lock);
-    urt__inbox_close(&s->inbox);
+    urt__inbox_close(s->inbox);
     if (failed)
         stop_all(set);
     return NULL;
@@ -143,8 +143,8 @@ int urt_run_threads(int nthreads, urt_fn main_fn, void *arg, const struct urt_co
         s->index = i;
         s->cpu = set->cfg.no_pinning || ncpus == 0 ? -1 : cpus[i % ncpus];
         s->stop = (struct urt__post){ .run = run_stop };
-        err = urt__inbox_init(&s->inbox);
-        if (!err)
+        s->inbox = urt__inbox_new(&err);
+        if (s->inbox)
             made++;
     }
     for (int i = 0; i < made && !err; i++) {
@@ -176,7 +176,7 @@ int urt_run_threads(int nthreads, urt_fn main_fn, void *arg, const struct urt_co
         if (set->slots[i].status != 0)
             ret = set->slots[i].status;
     for (int i = 0; i < made; i++)
-        urt__inbox_destroy(&set->slots[i].inbox);
+        urt__inbox_release(set->slots[i].inbox);   /* the last holder frees it */
     pthread_mutex_destroy(&set->lock);
     free(set);
     return ret;
@@ -274,7 +274,7 @@ static void drop_batch(struct urt__post *p)
 /* Posts b; -ESHUTDOWN (b freed) when its target has ended. */
 static int send_batch(struct urt_runtime *rt, struct spawn_batch *b)
 {
-    int err = urt__inbox_post(&rt->set->slots[b->target].inbox, &b->post);
+    int err = urt__inbox_post(rt->set->slots[b->target].inbox, &b->post);
     if (err)
         free(b);
     return err;
@@ -327,7 +327,7 @@ int urt_spawn_on(int index, urt_fn fn, void *arg)
         t->flags |= URT__DETACHED;
         return 0;
     }
-    struct urt__inbox *in = &rt->set->slots[index].inbox;
+    struct urt__inbox *in = rt->set->slots[index].inbox;
     if (__atomic_load_n(&in->closed, __ATOMIC_ACQUIRE))
         return -ESHUTDOWN;   /* (one closing right now takes the request and drops it) */
     struct spawn_batch *b = rt->spawn_batch ? rt->spawn_batch[index] : NULL;

@@ -117,7 +117,13 @@ static int new_arena(struct urt__stack_pool *p, struct urt__stack_class *c)
     if (base == MAP_FAILED)
         return -ENOMEM;
     madvise(base, len, MADV_NOHUGEPAGE);
-    p->arenas[p->narenas++] = (struct urt__arena){ base, len };
+    /* Kept in address order, for urt__stack_pool_owns. */
+    uint32_t i = p->narenas++;
+    while (i > 0 && p->arenas[i - 1].base > base) {
+        p->arenas[i] = p->arenas[i - 1];
+        i--;
+    }
+    p->arenas[i] = (struct urt__arena){ base, len };
     c->carve = base;
     c->carve_end = base + len;
     return 0;
@@ -290,6 +296,20 @@ void urt__stack_trim(struct urt__stack_pool *p)
 {
     if (p->ntrim)
         trim_flush(p);
+}
+
+bool urt__stack_pool_owns(const struct urt__stack_pool *p, const void *addr)
+{
+    const char *a = addr;
+    uint32_t lo = 0, hi = p->narenas;
+    while (lo < hi) {   /* the last arena starting at or below a */
+        uint32_t mid = lo + (hi - lo) / 2;
+        if (p->arenas[mid].base <= a)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo > 0 && a < p->arenas[lo - 1].base + p->arenas[lo - 1].len;
 }
 
 bool urt__stack_in_guard(const struct urt__stack *s, const void *addr)

@@ -74,6 +74,8 @@ bool   urt__stack_put_fast(struct urt__stack_pool *p, const struct urt__stack *s
    also calls it before it waits). */
 void   urt__stack_trim(struct urt__stack_pool *p);
 void   urt__stack_pool_destroy(struct urt__stack_pool *p);
+/* Whether addr lies in one of p's arenas (memory that stays mapped while p lives). */
+bool   urt__stack_pool_owns(const struct urt__stack_pool *p, const void *addr);
 /* Whether addr lies in s's guard page. */
 bool   urt__stack_in_guard(const struct urt__stack *s, const void *addr);
 
