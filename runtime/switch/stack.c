@@ -298,9 +298,14 @@ void urt__stack_trim(struct urt__stack_pool *p)
         trim_flush(p);
 }
 
-bool urt__stack_pool_owns(const struct urt__stack_pool *p, const void *addr)
+bool urt__stack_pool_owns(struct urt__stack_pool *p, const void *addr)
 {
     const char *a = addr;
+    if (likely(p->owns_hint < p->narenas)) {   /* the arena of the last answer: usually it */
+        const struct urt__arena *h = &p->arenas[p->owns_hint];
+        if (a >= h->base && a < h->base + h->len)
+            return true;
+    }
     uint32_t lo = 0, hi = p->narenas;
     while (lo < hi) {   /* the last arena starting at or below a */
         uint32_t mid = lo + (hi - lo) / 2;
@@ -309,7 +314,10 @@ bool urt__stack_pool_owns(const struct urt__stack_pool *p, const void *addr)
         else
             hi = mid;
     }
-    return lo > 0 && a < p->arenas[lo - 1].base + p->arenas[lo - 1].len;
+    if (lo == 0 || a >= p->arenas[lo - 1].base + p->arenas[lo - 1].len)
+        return false;
+    p->owns_hint = lo - 1;
+    return true;
 }
 
 bool urt__stack_in_guard(const struct urt__stack *s, const void *addr)

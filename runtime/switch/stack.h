@@ -53,6 +53,7 @@ struct urt__stack_pool {
     uint32_t                ntrim;
     struct urt__arena      *arenas;
     uint32_t                narenas, cap_arenas;
+    uint32_t                owns_hint;     /* the arena urt__stack_pool_owns found last        */
     unsigned                warm_max;      /* warm stacks kept per class before pages go back  */
     uint64_t                mapped;        /* stacks carved (in use + pooled)                  */
     uint64_t                pooled;
@@ -75,7 +76,7 @@ bool   urt__stack_put_fast(struct urt__stack_pool *p, const struct urt__stack *s
 void   urt__stack_trim(struct urt__stack_pool *p);
 void   urt__stack_pool_destroy(struct urt__stack_pool *p);
 /* Whether addr lies in one of p's arenas (memory that stays mapped while p lives). */
-bool   urt__stack_pool_owns(const struct urt__stack_pool *p, const void *addr);
+bool   urt__stack_pool_owns(struct urt__stack_pool *p, const void *addr);
 /* Whether addr lies in s's guard page. */
 bool   urt__stack_in_guard(const struct urt__stack *s, const void *addr);
 
