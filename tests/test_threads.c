@@ -392,7 +392,8 @@ UT_TEST(another_runtimes_handles_are_exdev)
     assert_int_equal(m.gwait, -EXDEV);
 }
 
-/* A handle of a task whose runtime has ended (its stacks unmapped): -EXDEV, never a read. */
+/* A handle of a task whose runtime has ended (its stacks unmapped): an error, never a read of
+   unmapped memory. */
 struct gone {
     urt_chan *handoff;   /* shared: runtime 0 sends a task handle, then ends */
     int       join, detach;
@@ -423,8 +424,10 @@ UT_TEST(handle_of_an_ended_runtime_is_exdev)
     struct gone g = { .handoff = urt_chan_new_shared(sizeof(urt_task *), 1) };
     assert_int_equal(urt_run_threads(2, gone_main, &g, NULL), 0);
     urt_chan_free(g.handoff);
-    assert_int_equal(g.join, -EXDEV);
-    assert_int_equal(g.detach, -EXDEV);
+    /* -EXDEV; or -EINVAL when this runtime has since mapped an arena where the ended one's was
+       (the address is then this runtime's memory, and holds no such task). Never a crash. */
+    assert_true(g.join == -EXDEV || g.join == -EINVAL);
+    assert_true(g.detach == -EXDEV || g.detach == -EINVAL);
 }
 
 /* ---- runtimes ending with posts and messages in flight ---- */
