@@ -243,8 +243,9 @@ int urt_spawn_on(int index, urt_fn fn, void *arg);
  *   -EINVAL     t is NULL, not a task, already joined, detached, or a group's member
  *   -EDEADLK    t is the calling task
  *   -EXDEV      t is not in this runtime's memory, inside urt_run_threads: another runtime's
- *               task (only its own runtime's tasks may join it), also one whose runtime has
- *               ended. (Such a handle is never read; under urt_run it is -EINVAL.)
+ *               task (only its own runtime's tasks may join it), or one whose runtime has ended
+ *               (-EINVAL if this runtime has since mapped memory there). Such a handle is never
+ *               read; under urt_run it is -EINVAL.
  *   -ECANCELED  the caller was cancelled while waiting (t is not released; join it again later)
  *   -ETIMEDOUT  the caller's deadline passed while waiting (t is not released)
  */
