@@ -63,7 +63,8 @@ int  urt__backend_poll(struct urt__backend *b, bool wait, uint64_t timeout_ns);
  */
 int  urt__backend_ring_fd(const struct urt__backend *b);
 bool urt__backend_can_message(const struct urt__backend *b);
-void urt__backend_message(struct urt__backend *b, int ring_fd);
+/* report (NULL: none) gets the sender's own completion: 0, or why the message did not go. */
+void urt__backend_message(struct urt__backend *b, int ring_fd, struct urt__op *report);
 
 /* Flags of the setup that worked (IORING_SETUP_*), for urt_ring_flags. */
 unsigned urt__backend_flags(const struct urt__backend *b);

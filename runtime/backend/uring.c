@@ -292,11 +292,12 @@ void urt__backend_cancel(struct urt__backend *b, struct urt__op *target, struct 
     prep(get_sqe(b, 0), &c, report ? udata(report) : UDATA_IGNORE);
 }
 
-void urt__backend_message(struct urt__backend *b, int ring_fd)
+void urt__backend_message(struct urt__backend *b, int ring_fd, struct urt__op *report)
 {
     struct io_uring_sqe *sqe = get_sqe(b, b->sq_reserve);
     io_uring_prep_msg_ring(sqe, ring_fd, 0, UDATA_MESSAGE, 0);
-    io_uring_sqe_set_data64(sqe, UDATA_IGNORE);   /* the sender's own completion */
+    /* the sender's own completion */
+    io_uring_sqe_set_data64(sqe, report ? (uint64_t)(uintptr_t)report : UDATA_IGNORE);
 }
 
 /* ---- submitting and reaping ---- */

@@ -151,6 +151,52 @@ void urt__inbox_close(struct urt__inbox *in)
     }
 }
 
+static void wake_by_eventfd(struct urt__inbox *in)
+{
+    uint64_t one = 1;
+    ssize_t w = write(in->efd, &one, sizeof one);
+    (void)w;   /* EAGAIN: the counter is full, the owner has a wake-up pending anyway */
+}
+
+/* A message on its way to an owner's ring, until the sender's own completion says how it went. */
+struct sent {
+    struct urt__op     op;   /* first: the completion finds the record */
+    struct urt__inbox *in;   /* held until then                        */
+};
+
+static void on_sent(void *ctx, struct urt__op *op, int res, unsigned flags)
+{
+    (void)ctx;
+    (void)flags;
+    struct sent *m = (struct sent *)(void *)op;
+    /* It did not arrive (the owner's CQ overflowed, no memory; or its ring has gone, and then
+       its inbox is closed and the eventfd wakes nobody): the wake-up goes the other way, or
+       signalled would stay set and later posters would send none. */
+    if (res < 0)
+        wake_by_eventfd(m->in);
+    urt__inbox_release(m->in);
+    free(m);   /* (a completion handler: on the scheduler's stack) */
+}
+
+/* Queues a message to the owner's ring (it reaches the kernel at this runtime's next enter):
+   true, or false when there was no memory for its record (then wake by the eventfd). */
+static bool send_message(struct urt_runtime *rt, struct urt__inbox *in, int ring_fd)
+{
+    struct sent *m = urt__sched_calloc(rt, 1, sizeof *m);
+    if (!m)
+        return false;
+    m->op.on_complete = on_sent;
+    m->in = in;
+    urt__inbox_hold(in);
+    urt__backend_message(rt->backend, ring_fd, &m->op);
+    if (unlikely(rt->fatal)) {
+        /* The ring died while queueing: the message will never go (m and its hold leak with
+           the rest of a dead runtime) - wake the owner the other way. */
+        return false;
+    }
+    return true;
+}
+
 int urt__inbox_post(struct urt__inbox *in, struct urt__post *p)
 {
     p->next = NULL;
@@ -173,19 +219,11 @@ int urt__inbox_post(struct urt__inbox *in, struct urt__post *p)
         in->signalled = true;
     int ring_fd = in->ring_fd;
     pthread_mutex_unlock(&in->lock);
-    /* (Queued here, the message reaches the kernel at this runtime's next enter. Should the
-       owner's ring be gone by then, the message fails on our side and is ignored: the owner has
-       closed its inbox and wants no wake-up.) */
     struct urt_runtime *rt = urt__rt;
-    if (signal && ring_fd >= 0 && rt && !rt->fatal && urt__backend_can_message(rt->backend)) {
-        urt__backend_message(rt->backend, ring_fd);
-        signal = false;
-    }
-    if (signal) {
-        uint64_t one = 1;
-        ssize_t w = write(in->efd, &one, sizeof one);
-        (void)w;   /* EAGAIN: the counter is full, the owner has a wake-up pending anyway */
-    }
+    if (signal && ring_fd >= 0 && rt && !rt->fatal && urt__backend_can_message(rt->backend))
+        signal = !send_message(rt, in, ring_fd);
+    if (signal)
+        wake_by_eventfd(in);
     return 0;
 }
 
