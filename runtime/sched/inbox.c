@@ -65,11 +65,16 @@ static void drain(struct urt_runtime *rt, struct urt__inbox *in)
     }
 }
 
+/*
+ * A wake-up came (a message, or the eventfd's read): the posts are run after the reap, by the
+ * post-reap hook - but not in a poll that flushes a full queue for someone queueing (that one may
+ * hold a primitive's lock a post's work takes, say a stop cancelling a task parked on it): they
+ * wait for the next poll of the scheduler's own.
+ */
 void urt__inbox_message(void *ctx)
 {
     struct urt_runtime *rt = ctx;
-    if (rt->inbox)
-        drain(rt, rt->inbox);   /* (a late message finds it empty, or gone: nothing to do) */
+    rt->inbox_due = true;   /* (a late message finds the inbox empty, or gone: nothing to do) */
 }
 
 static void on_eventfd(void *ctx, struct urt__op *op, int res, unsigned flags)
@@ -78,12 +83,21 @@ static void on_eventfd(void *ctx, struct urt__op *op, int res, unsigned flags)
     (void)flags;
     struct urt__inbox *in = urt__container_of(op, struct urt__inbox, efd_op);
     in->efd_armed = false;
-    drain(ctx, in);
+    ((struct urt_runtime *)ctx)->inbox_due = true;
+}
+
+void urt__inbox_run_due(struct urt_runtime *rt)
+{
+    rt->inbox_due = false;
+    if (rt->inbox)
+        drain(rt, rt->inbox);
 }
 
 static void rearm(struct urt_runtime *rt, struct urt__service *s)
 {
     struct urt__inbox *in = urt__container_of(s, struct urt__inbox, base);
+    if (rt->inbox_due && !rt->flushing)
+        urt__inbox_run_due(rt);
     if (in->efd_armed || in->closed)
         return;
     in->efd_armed = true;

@@ -48,8 +48,10 @@ struct urt__inbox {
     uint64_t            posted;     /* atomic: posts ever made (orders posts against spinning) */
 };
 
-/* A message came to the runtime's ring (the backend's message callback): drain its inbox. */
+/* A message came to the runtime's ring (the backend's message callback): its inbox is due. */
 void urt__inbox_message(void *rt);
+/* Runs the posts of a due inbox (the scheduler, before it would sleep with one pending). */
+void urt__inbox_run_due(struct urt_runtime *rt);
 
 /* A new inbox with one reference (before its runtime starts); NULL with *err = -errno. */
 struct urt__inbox *urt__inbox_new(int *err);

@@ -401,7 +401,9 @@ void urt__sched_drain(struct urt_runtime *rt, const bool *flag)
 static void flush_here(struct urt_runtime *rt, void *arg)
 {
     (void)arg;
+    rt->flushing++;
     urt__sched_poll(rt, false, 0);
+    rt->flushing--;
 }
 
 void urt__sched_flush(void *ctx)
@@ -482,6 +484,11 @@ void urt__sched_loop(struct urt_runtime *rt)
         }
         if (rt->st.tasks_live == 0 || unlikely(rt->fatal))
             break;
+        if (unlikely(rt->inbox_due)) {   /* posts a flush left for later: run them first */
+            urt__inbox_run_due(rt);
+            start_round(rt, false);
+            continue;
+        }
         if (unlikely(rt->spawn_backlog != NULL)) {   /* received spawns: work, not a deadlock */
             urt__set_backlog(rt);
             start_round(rt, false);

@@ -67,6 +67,8 @@ struct urt_runtime {
     struct spawn_batch     *spawn_backlog;     /* received requests not yet started, in order */
     struct spawn_batch     *spawn_backlog_tail;
     struct urt__post       *wake_cache;        /* wake-up posts kept for reuse (xwait.c)      */
+    bool                    inbox_due;         /* a wake-up came: run the inbox's posts       */
+    unsigned                flushing;          /* inside a poll that flushes a full queue     */
     unsigned                wake_cached;
     struct urt_config       cfg;               /* as urt_run was given it, defaults filled in */
 };
