@@ -484,13 +484,13 @@ void urt__sched_loop(struct urt_runtime *rt)
         }
         if (rt->st.tasks_live == 0 || unlikely(rt->fatal))
             break;
-        if (unlikely(rt->inbox_due)) {   /* posts a flush left for later: run them first */
-            urt__inbox_run_due(rt);
-            start_round(rt, false);
-            continue;
-        }
-        if (unlikely(rt->spawn_backlog != NULL)) {   /* received spawns: work, not a deadlock */
-            urt__set_backlog(rt);
+        /* Work from other threads that is not a task yet - posts a flush left for later,
+           received spawns - is work, not a deadlock: run it first. */
+        if (unlikely(rt->inbox_due || rt->spawn_backlog != NULL)) {
+            if (rt->inbox_due)
+                urt__inbox_run_due(rt);
+            if (rt->spawn_backlog)
+                urt__set_backlog(rt);
             start_round(rt, false);
             continue;
         }

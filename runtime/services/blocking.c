@@ -217,18 +217,6 @@ static void start_job(struct urt_runtime *rt, void *arg)
         rearm(rt, b);
 }
 
-static void free_job(struct urt_runtime *rt, void *arg)
-{
-    (void)rt;
-    free(arg);
-}
-
-static void alloc_job(struct urt_runtime *rt, void *arg)
-{
-    (void)rt;
-    *(struct job **)arg = urt__calloc(1, sizeof(struct job));
-}
-
 /* cleanup(arg, -1) for a job that never started, on the scheduler's stack (it frees). */
 struct cleanup_call {
     void (*fn)(void *, int);
@@ -265,7 +253,7 @@ static int urt__blocking_call(urt_fn fn, void *arg, void (*cleanup)(void *, int)
     int err = !self ? -EPERM : !fn ? -EINVAL : urt__check_blocking(self);
     struct job *j = NULL;
     if (!err) {
-        urt__on_sched_stack(rt, alloc_job, &j);
+        j = urt__sched_calloc(rt, 1, sizeof *j);
         if (!j)
             err = -ENOMEM;
     }
@@ -282,7 +270,7 @@ static int urt__blocking_call(urt_fn fn, void *arg, void (*cleanup)(void *, int)
     struct start st = { j, 0 };
     urt__on_sched_stack(rt, start_job, &st);
     if (st.err) {
-        urt__on_sched_stack(rt, free_job, j);
+        urt__sched_free(rt, j);
         if (cleanup)
             run_cleanup(rt, cleanup, arg);
         return st.err;
@@ -295,7 +283,7 @@ static int urt__blocking_call(urt_fn fn, void *arg, void (*cleanup)(void *, int)
         return err;
     }
     *result = j->result;
-    urt__on_sched_stack(rt, free_job, j);
+    urt__sched_free(rt, j);
     return 0;
 }
 
