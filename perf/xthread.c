@@ -16,6 +16,7 @@
 #include <getopt.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -206,12 +207,13 @@ static double efd_pingpong(void)
 }
 
 /* Go's figure, from the peer's JSON line; -1 when there is no peer. */
-static double go_pingpong(const char *peer)
+static double go_pingpong(const char *peer, bool locked)
 {
     if (!peer || access(peer, X_OK) != 0)
         return -1;
     char cmd[4200];
-    snprintf(cmd, sizeof cmd, "GOMAXPROCS=2 '%s' -trips %llu", peer, (unsigned long long)trips);
+    snprintf(cmd, sizeof cmd, "GOMAXPROCS=2 '%s' -trips %llu%s", peer, (unsigned long long)trips,
+             locked ? " -locked" : "");
     FILE *f = popen(cmd, "r");
     if (!f)
         return -1;
@@ -440,7 +442,8 @@ int main(int argc, char **argv)
     }
     bench_note_build();
     double urt_pp = urt_pingpong(), cv_pp = cv_pingpong(), efd_pp = efd_pingpong();
-    double go_pp = go_pingpong(peer), local_pp = local_pingpong();
+    double go_pp = go_pingpong(peer, false), go_locked_pp = go_pingpong(peer, true);
+    double local_pp = local_pingpong();
     double so = spawn_on_rate(), urt_pc = urt_prodcons(), pt_pc = pthread_prodcons();
     printf("ping-pong, ns per round trip (%llu trips):\n", (unsigned long long)trips);
     printf("  urt, two runtimes, shared channels: %10.0f\n", urt_pp);
@@ -448,9 +451,12 @@ int main(int argc, char **argv)
            urt_pp / cv_pp);
     printf("  pthreads, eventfds:                 %10.0f   urt/this %.2f\n", efd_pp, urt_pp / efd_pp);
     if (go_pp > 0)
+    {
         printf("  Go, goroutines, GOMAXPROCS=2:       %10.0f   urt/this %.2f (target <= 1)\n", go_pp,
                urt_pp / go_pp);
-    else
+        printf("  Go, each on its own OS thread:      %10.0f   urt/this %.2f (crosses threads, as urt)\n",
+               go_locked_pp, urt_pp / go_locked_pp);
+    } else
         printf("  Go: no peer at %s (built where golang-go is installed)\n", peer);
     printf("  (urt, one runtime, local channels:  %10.0f)\n", local_pp);
     printf("urt_spawn_on, runtime 0 to 1:         %10.2f M/s (target >= 5)\n", so / 1e6);
@@ -459,8 +465,10 @@ int main(int argc, char **argv)
     printf("  pthreads, mutex + condvar queue:    %10.2f   urt/this %.2f\n", pt_pc / 1e6,
            urt_pc / pt_pc);
     printf("{\"bench\":\"xthread\",\"trips\":%llu,\"urt_pingpong_ns\":%.1f,\"condvar_pingpong_ns\":%.1f,"
-           "\"eventfd_pingpong_ns\":%.1f,\"go_pingpong_ns\":%.1f,\"local_pingpong_ns\":%.1f,"
+           "\"eventfd_pingpong_ns\":%.1f,\"go_pingpong_ns\":%.1f,\"go_locked_pingpong_ns\":%.1f,"
+           "\"local_pingpong_ns\":%.1f,"
            "\"spawn_on_per_s\":%.0f,\"urt_prodcons_per_s\":%.0f,\"pthread_prodcons_per_s\":%.0f}\n",
-           (unsigned long long)trips, urt_pp, cv_pp, efd_pp, go_pp, local_pp, so, urt_pc, pt_pc);
+           (unsigned long long)trips, urt_pp, cv_pp, efd_pp, go_pp, go_locked_pp, local_pp, so, urt_pc,
+           pt_pc);
     return urt_pp < 0 || so < 0 || urt_pc < 0 ? 1 : 0;
 }

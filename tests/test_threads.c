@@ -6,7 +6,9 @@
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
+#include <fcntl.h>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
 
 #include "urt_test.h"
 
@@ -501,6 +503,71 @@ UT_TEST_T(hundred_thousand_tasks_on_each_runtime, 120)
     assert_int_equal(atomic_load(&ok), 2 * MANY);
 }
 
+/* ---- a runtime that cannot start ---- */
+
+/* Free descriptors below the soft limit `lim`, counted by taking them all. */
+static int free_fds_below(rlim_t lim)
+{
+    struct rlimit rl;
+    getrlimit(RLIMIT_NOFILE, &rl);
+    rlim_t old = rl.rlim_cur;
+    rl.rlim_cur = lim;
+    setrlimit(RLIMIT_NOFILE, &rl);
+    int fds[64], n = 0;
+    while (n < 64 && (fds[n] = open("/dev/null", O_RDONLY | O_CLOEXEC)) >= 0)
+        n++;
+    for (int i = 0; i < n; i++)
+        close(fds[i]);
+    rl.rlim_cur = old;
+    setrlimit(RLIMIT_NOFILE, &rl);
+    return n;
+}
+
+/* Leaves exactly `n` descriptors free to this process (a child of the test's own): the limit. */
+static rlim_t leave_free_fds(int n)
+{
+    rlim_t lim = 1;
+    while (free_fds_below(lim) < n)
+        lim++;
+    struct rlimit rl;
+    getrlimit(RLIMIT_NOFILE, &rl);
+    rl.rlim_cur = lim;
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &rl), 0);
+    return lim;
+}
+
+struct doomed {
+    atomic_int started, cancelled;
+};
+
+/* Waits for what only a stop can end. */
+static int wait_for_stop(void *arg)
+{
+    struct doomed *d = arg;
+    atomic_fetch_add(&d->started, 1);
+    int r = urt_sleep(URT_SEC(3600));
+    if (r == -ECANCELED)
+        atomic_fetch_add(&d->cancelled, 1);
+    return r;
+}
+
+/* Four runtimes, descriptors for the set's four inboxes and two rings only: two runtimes start
+   and wait, the others fail to make their ring. The set stops the ones that run (their first
+   tasks are cancelled), ends and returns the start's error. (A stopped runtime closes its ring
+   before a slow sibling tries to make one: then three start, and the third is stopped too.) */
+UT_TEST(a_runtime_that_cannot_start_stops_the_others)
+{
+    struct doomed d;
+    memset(&d, 0, sizeof d);
+    rlim_t lim = leave_free_fds(4 + 2);
+    int r = urt_run_threads(4, wait_for_stop, &d, NULL);
+    assert_int_equal(r, -EMFILE);
+    int started = atomic_load(&d.started);
+    assert_in_range(started, 2, 3);
+    assert_int_equal(atomic_load(&d.cancelled), started);
+    assert_int_equal(free_fds_below(lim), 4 + 2);   /* every descriptor of the set closed */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -518,6 +585,7 @@ int main(void)
         cmocka_unit_test(handle_of_an_ended_runtime_is_exdev),
         cmocka_unit_test(runtimes_end_with_work_in_flight),
         cmocka_unit_test(hundred_thousand_tasks_on_each_runtime),
+        cmocka_unit_test(a_runtime_that_cannot_start_stops_the_others),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

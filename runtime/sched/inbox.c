@@ -29,7 +29,7 @@ struct urt__inbox *urt__inbox_new(int *err)
         free(in);
         return NULL;
     }
-    pthread_mutex_init(&in->lock, NULL);
+    in->lock = (urt__lock)URT__LOCK_INIT;
     in->ring_fd = -1;
     in->refs = 1;
     return in;
@@ -39,19 +39,18 @@ static void destroy(struct urt__inbox *in)
 {
     urt__inbox_close(in);
     close(in->efd);
-    pthread_mutex_destroy(&in->lock);
     free(in);
 }
 
 /* Takes every post, in order, and lets the next poster signal again. */
 static struct urt__post *take(struct urt__inbox *in)
 {
-    pthread_mutex_lock(&in->lock);
+    urt__lock_take(&in->lock);
     struct urt__post *p = in->head;
     __atomic_store_n(&in->head, NULL, __ATOMIC_RELAXED);   /* (read unlocked by the spin) */
     in->tail = NULL;
     in->signalled = false;
-    pthread_mutex_unlock(&in->lock);
+    urt__lock_give(&in->lock);
     return p;
 }
 
@@ -123,9 +122,9 @@ static void runtime_end(struct urt_runtime *rt, struct urt__service *s)
         if (rt->fatal)
             return;   /* the read may still complete into it: leave it */
     }
-    pthread_mutex_lock(&in->lock);
+    urt__lock_take(&in->lock);
     in->ring_fd = -1;   /* the ring is about to go: messages would find another file */
-    pthread_mutex_unlock(&in->lock);
+    urt__lock_give(&in->lock);
     rt->inbox = NULL;
     if (in->own)
         urt__inbox_release(in);
@@ -140,9 +139,9 @@ static const struct urt__service_ops inbox_ops = {
 
 void urt__inbox_open(struct urt_runtime *rt, struct urt__inbox *in)
 {
-    pthread_mutex_lock(&in->lock);
+    urt__lock_take(&in->lock);
     in->ring_fd = urt__backend_can_message(rt->backend) ? urt__backend_ring_fd(rt->backend) : -1;
-    pthread_mutex_unlock(&in->lock);
+    urt__lock_give(&in->lock);
     urt__service_add(rt, &in->base, &inbox_ops);
     rt->inbox = in;
     rearm(rt, &in->base);
@@ -151,12 +150,12 @@ void urt__inbox_open(struct urt_runtime *rt, struct urt__inbox *in)
 
 void urt__inbox_close(struct urt__inbox *in)
 {
-    pthread_mutex_lock(&in->lock);
+    urt__lock_take(&in->lock);
     __atomic_store_n(&in->closed, true, __ATOMIC_RELEASE);   /* (read unlocked by spawn_on) */
     struct urt__post *p = in->head;
     __atomic_store_n(&in->head, NULL, __ATOMIC_RELAXED);
     in->tail = NULL;
-    pthread_mutex_unlock(&in->lock);
+    urt__lock_give(&in->lock);
     while (p) {
         struct urt__post *next = p->next;
         if (p->drop)
@@ -214,9 +213,9 @@ static bool send_message(struct urt_runtime *rt, struct urt__inbox *in, int ring
 int urt__inbox_post(struct urt__inbox *in, struct urt__post *p)
 {
     p->next = NULL;
-    pthread_mutex_lock(&in->lock);
+    urt__lock_take(&in->lock);
     if (in->closed) {
-        pthread_mutex_unlock(&in->lock);
+        urt__lock_give(&in->lock);
         return -ESHUTDOWN;
     }
     if (in->tail)
@@ -232,7 +231,7 @@ int urt__inbox_post(struct urt__inbox *in, struct urt__post *p)
     if (signal)
         in->signalled = true;
     int ring_fd = in->ring_fd;
-    pthread_mutex_unlock(&in->lock);
+    urt__lock_give(&in->lock);
     struct urt_runtime *rt = urt__rt;
     if (signal && ring_fd >= 0 && rt && !rt->fatal && urt__backend_can_message(rt->backend))
         signal = !send_message(rt, in, ring_fd);

@@ -9,10 +9,10 @@
 #ifndef URT_SCHED_INBOX_H
 #define URT_SCHED_INBOX_H
 
-#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "base/lock.h"
 #include "backend/op.h"
 #include "sched/service.h"
 
@@ -28,7 +28,7 @@ struct urt__post {
 };
 
 struct urt__inbox {
-    pthread_mutex_t     lock;
+    urt__lock           lock;
     struct urt__post   *head, *tail;
     bool                closed;     /* the runtime is ending or has ended: posts are refused   */
     bool                signalled;  /* a wake-up is on its way since the last drain           */

@@ -92,14 +92,28 @@ static void start_round(struct urt_runtime *rt, bool polled)
     rt->turn_left = round_length(rt);
 }
 
+/*
+ * Whether the kernel has work of ours that a poll would reap. The inbox's armed eventfd read
+ * does not count: what it announces is on the inbox's list, which a plain load sees (and a
+ * message to the ring only repeats it), so a runtime woken by other threads alone makes no
+ * system call between its rounds.
+ */
+static inline bool kernel_busy(const struct urt_runtime *rt)
+{
+    uint64_t idle = rt->inbox && rt->inbox->efd_armed;
+    return rt->st.ops_inflight > idle;
+}
+
 /* Between rounds (on the scheduler's stack): submit, reap and fire timers without blocking. */
 static void end_of_round(struct urt_runtime *rt)
 {
-    bool busy = rt->st.ops_inflight != 0;
+    bool busy = kernel_busy(rt);
     if (unlikely(rt->freed != NULL))
         urt__task_release_deferred(rt);
     if (busy)
         urt__sched_poll(rt, false, 0);
+    else if (rt->inbox)
+        urt__inbox_spin_check(rt, rt->inbox);
     if (unlikely(rt->spawn_backlog != NULL))
         urt__set_backlog(rt);
     start_round(rt, busy);
@@ -465,7 +479,8 @@ static void spin_for_others(struct urt_runtime *rt)
         if (urt__inbox_spin_check(rt, in))
             break;
         if (i % 64 == 0) {
-            urt__sched_poll(rt, false, 0);   /* the kernel's completions too, now and then */
+            if (kernel_busy(rt))
+                urt__sched_poll(rt, false, 0);   /* the kernel's completions too, now and then */
             if (urt_now() >= end)
                 break;
         }
@@ -517,7 +532,7 @@ void urt__sched_loop(struct urt_runtime *rt)
             spin_for_others(rt);
         if (timeout && !rt->runq_head)
             urt__sched_poll(rt, true, timeout);
-        else if (rt->st.ops_inflight)
+        else if (kernel_busy(rt))
             urt__sched_poll(rt, false, 0);
         if (unlikely(rt->spawn_backlog != NULL))
             urt__set_backlog(rt);

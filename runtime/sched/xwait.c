@@ -133,18 +133,18 @@ void urt__xwake(struct urt__xwaiter *w, int result)
 static void interrupt(struct urt_runtime *rt, struct urt_task *t)
 {
     struct urt__xwaiter *w = urt__container_of(t->wait, struct urt__xwaiter, hook);
-    pthread_mutex_lock(w->lock);
+    urt__lock_take(w->lock);
     if (!__atomic_load_n(&w->done, __ATOMIC_ACQUIRE)) {
         if (w->queue)
             xq_remove(w);
         w->result = urt__wait_status(t);
         __atomic_store_n(&w->done, 1, __ATOMIC_RELEASE);
     }
-    pthread_mutex_unlock(w->lock);
+    urt__lock_give(w->lock);
     urt__ready(rt, t);   /* a wake-up from the waker, should one come too, finds seq changed */
 }
 
-int urt__xwait(struct urt_runtime *rt, struct urt__xqueue *q, pthread_mutex_t *lock,
+int urt__xwait(struct urt_runtime *rt, struct urt__xqueue *q, urt__lock *lock,
                struct urt__xwaiter *w)
 {
     struct urt_task *self = rt->current;
@@ -156,7 +156,7 @@ int urt__xwait(struct urt_runtime *rt, struct urt__xqueue *q, pthread_mutex_t *l
     if (!err && !inbox)
         err = -ENOMEM;
     if (err) {
-        pthread_mutex_unlock(lock);
+        urt__lock_give(lock);
         return err;
     }
     w->hook.interrupt = interrupt;
@@ -173,7 +173,7 @@ int urt__xwait(struct urt_runtime *rt, struct urt__xqueue *q, pthread_mutex_t *l
     self->wait_kind = URT__WAIT_SHARED;
     self->wait = &w->hook;
     rt->shared_waiters++;
-    pthread_mutex_unlock(lock);
+    urt__lock_give(lock);
     while (!__atomic_load_n(&w->done, __ATOMIC_ACQUIRE))
         urt__park(rt);
     rt->shared_waiters--;

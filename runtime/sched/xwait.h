@@ -8,10 +8,10 @@
 #ifndef URT_SCHED_XWAIT_H
 #define URT_SCHED_XWAIT_H
 
-#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "base/lock.h"
 #include "base/list.h"
 #include "sched/task.h"
 
@@ -28,7 +28,7 @@ struct urt__xwaiter {
     struct urt__io_wait  hook;     /* how a cancel or deadline ends the wait                  */
     struct urt__link     link;
     struct urt__xqueue  *queue;    /* NULL once woken or unlinked                             */
-    pthread_mutex_t     *lock;     /* the primitive's lock, which guards queue and done       */
+    urt__lock           *lock;     /* the primitive's lock, which guards queue and done       */
     void                *elem;     /* channels: where to copy from or to                      */
     struct urt_runtime  *rt;       /* the waiting task's runtime                              */
     struct urt__inbox   *inbox;    /* and its inbox, where wake-ups from other threads go     */
@@ -53,7 +53,7 @@ void urt__xwake(struct urt__xwaiter *w, int result);
  * cancellation or its deadline. Releases the lock while it waits and returns without it. Returns
  * the waker's result, or -ECANCELED / -ETIMEDOUT / -ENOMEM (w is then off the queue).
  */
-int urt__xwait(struct urt_runtime *rt, struct urt__xqueue *q, pthread_mutex_t *lock,
+int urt__xwait(struct urt_runtime *rt, struct urt__xqueue *q, urt__lock *lock,
                struct urt__xwaiter *w);
 
 /* The runtime ends: frees the wake-up posts it kept for reuse. */

@@ -27,7 +27,7 @@ struct urt_chan {
     bool                shared;
     struct urt_runtime *owner;         /* a local channel's runtime                            */
     struct urt__wqueue  senders, receivers;     /* local                                        */
-    pthread_mutex_t     lock;                   /* shared: guards everything here              */
+    urt__lock           lock;                   /* shared: guards everything here              */
     struct urt__xqueue  xsenders, xreceivers;   /* shared                                       */
     char               *buf;
 };
@@ -51,7 +51,7 @@ static urt_chan *chan_new(size_t elem_size, size_t capacity, bool shared)
         return NULL;
     }
     if (shared)
-        pthread_mutex_init(&c->lock, NULL);
+        c->lock = (urt__lock)URT__LOCK_INIT;
     return c;
 }
 
@@ -163,10 +163,10 @@ static int send_shared(struct urt_runtime *rt, struct urt_task *self, urt_chan *
     int err = urt__check_blocking(self);
     if (err)
         return err;
-    pthread_mutex_lock(&c->lock);
+    urt__lock_take(&c->lock);
     err = send_now_shared(c, elem);
     if (err != -EAGAIN) {
-        pthread_mutex_unlock(&c->lock);
+        urt__lock_give(&c->lock);
         return err;
     }
     struct urt__xwaiter w = { .elem = (void *)elem, .what = "chan_send", .obj = c };
@@ -178,10 +178,10 @@ static int recv_shared(struct urt_runtime *rt, struct urt_task *self, urt_chan *
     int err = urt__check_blocking(self);
     if (err)
         return err;
-    pthread_mutex_lock(&c->lock);
+    urt__lock_take(&c->lock);
     err = recv_now_shared(c, elem);
     if (err != -EAGAIN) {
-        pthread_mutex_unlock(&c->lock);
+        urt__lock_give(&c->lock);
         return err;
     }
     struct urt__xwaiter w = { .elem = elem, .what = "chan_recv", .obj = c };
@@ -257,9 +257,9 @@ int urt_chan_try_send(urt_chan *c, const void *elem)
         return err;
     if (!c->shared)
         return send_now(urt__rt, c, elem);
-    pthread_mutex_lock(&c->lock);
+    urt__lock_take(&c->lock);
     err = send_now_shared(c, elem);
-    pthread_mutex_unlock(&c->lock);
+    urt__lock_give(&c->lock);
     return err;
 }
 
@@ -270,9 +270,9 @@ int urt_chan_try_recv(urt_chan *c, void *elem)
         return err;
     if (!c->shared)
         return recv_now(urt__rt, c, elem);
-    pthread_mutex_lock(&c->lock);
+    urt__lock_take(&c->lock);
     err = recv_now_shared(c, elem);
-    pthread_mutex_unlock(&c->lock);
+    urt__lock_give(&c->lock);
     return err;
 }
 
@@ -281,14 +281,14 @@ void urt_chan_close(urt_chan *c)
     if (!c)
         return;
     if (c->shared) {
-        pthread_mutex_lock(&c->lock);
+        urt__lock_take(&c->lock);
         c->closed = true;
         struct urt__xwaiter *w;
         while ((w = urt__xq_pop(&c->xsenders)))
             urt__xwake(w, -EPIPE);
         while ((w = urt__xq_pop(&c->xreceivers)))
             urt__xwake(w, -EPIPE);
-        pthread_mutex_unlock(&c->lock);
+        urt__lock_give(&c->lock);
         return;
     }
     struct urt_runtime *rt = urt__rt;
@@ -309,8 +309,6 @@ void urt_chan_free(urt_chan *c)
     if (!c->shared && rt && c->owner != rt)
         return;   /* another runtime's channel: not ours to free */
     urt_chan_close(c);
-    if (c->shared)
-        pthread_mutex_destroy(&c->lock);
     urt__sched_free(rt, c->buf);
     urt__sched_free(rt, c);
 }
