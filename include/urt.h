@@ -17,6 +17,8 @@
  *  - Errors are values. A function that can fail returns a negative errno (or NULL with errno set,
  *    where it returns a pointer). Bad input - an invalid fd, a NULL handle, a call marked (T) made
  *    outside a task - is an error, never a crash or an abort.
+ *  - No call raises SIGPIPE: a write or send to a pipe or socket whose reader has gone returns
+ *    -EPIPE, whatever SIGPIPE's disposition (the I/O section says how).
  *  - Calls marked (T) may only be made from inside a task (a function started by urt_run, urt_spawn
  *    or urt_group_spawn). Made elsewhere they fail with -EPERM (or NULL and errno EPERM).
  *  - A blocking call never returns before the kernel has finished with the buffers it was given:
@@ -320,6 +322,55 @@ int urt_sleep_until(uint64_t abs_ns);
 uint64_t urt_deadline(uint64_t abs_ns);
 
 /* ============================================================================================== */
+/*  Cancel scopes, after trio's                                                                   */
+/* ============================================================================================== */
+/*
+ * A scope bounds the blocking calls made while it is open with a deadline of its own, a way to
+ * cancel just them, or a shield from everything outside it. Scopes nest, on the task's stack:
+ *
+ *     urt_scope s;
+ *     urt_scope_enter(&s, urt_now() + URT_MSEC(200), 0);    // trio: move_on_after(0.2)
+ *     int r = urt_recv(fd, buf, len, 0);                      // -ETIMEDOUT after 200 ms
+ *     if (urt_scope_exit(&s))
+ *         ...                                                 // the 200 ms ran out in there
+ *
+ * The rules:
+ *  - A blocking call fails with -ETIMEDOUT once the earliest deadline of the open scopes (and the
+ *    task's own, urt_deadline, the outermost) has passed: an inner, later deadline never extends
+ *    an outer one. It fails with -ECANCELED once an enclosing scope was cancelled
+ *    (urt_scope_cancel) or the task was (urt_cancel).
+ *  - A URT_SHIELD scope is deaf to everything outside it - enclosing deadlines and cancels,
+ *    urt_cancel - until it exits, while its own deadline and its own cancel still apply: the way
+ *    to send a goodbye after a cancel. What it kept out applies again from its exit on.
+ *  - Leaving a scope ends its deadline and its cancellation: later calls work again unless an
+ *    outer scope, the task's deadline or urt_cancel says otherwise.
+ *  - Scopes must be left in the reverse order of entering; a scope must be left before the
+ *    function that holds it returns.
+ *  - A scope costs no timer work unless a call blocks inside it (the timer is armed when a call
+ *    waits, as for urt_deadline).
+ */
+typedef struct urt_scope { uint64_t _opaque[6]; } urt_scope;
+
+#define URT_SHIELD 1u
+
+/* (T) Opens s with a deadline (absolute, urt_now() nanoseconds; 0 for none) and flags (0 or
+   URT_SHIELD). Outside a task, or with a NULL s, it does nothing, and the matching exit
+   returns -EPERM or -EINVAL. */
+void urt_scope_enter(urt_scope *s, uint64_t deadline_abs_ns, unsigned flags);
+
+/* (T) Closes s. Returns 1 if s's deadline or a urt_scope_cancel of s ended or refused a
+   blocking call inside it (trio's cancelled_caught), else 0. -EINVAL when s is not the
+   innermost open scope of the calling task: if s is open further out, the scopes inside it are
+   closed too, then s; if s is not open at all, nothing changes. -EPERM outside a task. */
+int urt_scope_exit(urt_scope *s);
+
+/* (T) Cancels what runs inside s (only that): the call blocked in it, if any, and every later
+   call until s exits get -ECANCELED, unless a shield inside s holds it off. Any task of s's
+   runtime may call it while s is open; on a closed scope, another runtime's, NULL or outside
+   a task it does nothing. Idempotent. */
+void urt_scope_cancel(urt_scope *s);
+
+/* ============================================================================================== */
 /*  I/O                                                                                           */
 /* ============================================================================================== */
 /*
@@ -328,6 +379,19 @@ uint64_t urt_deadline(uint64_t abs_ns);
  * reports them, -ECANCELED, -ETIMEDOUT). offset -1 means the file position. Buffers must stay valid
  * only for the duration of the call, since the call does not return before the kernel is done.
  * An fd whose operation was ended by another task's urt_close gets -EBADF.
+ *
+ * SIGPIPE: a write or send to a pipe or socket whose reader has gone returns -EPIPE, and neither
+ * kills the process nor leaves a SIGPIPE pending. urt_send, urt_sendmsg and urt_send_recv's send
+ * add MSG_NOSIGNAL to flags. A write (urt_write, urt_writev, on a socket too) has no such flag
+ * and the kernel raises SIGPIPE in the runtime's thread, so urt_run (each thread's, under
+ * urt_run_threads) blocks SIGPIPE in its thread while it runs and takes back, with sigtimedwait,
+ * the one an -EPIPE came with. When urt_run returns, SIGPIPE is blocked in the thread or not as
+ * before, and the program's handler or disposition applies to its own writes again. Meanwhile a
+ * task's own write(2) gets EPIPE alone too (its SIGPIPE is discarded by urt_run's return at the
+ * latest), and threads a task starts inherit the block. Never taken: a SIGPIPE pending when
+ * urt_run began (the program's own; while it is, urt takes none), and, once a task has called
+ * urt_signal_wait with SIGPIPE in its set, those urt's writes raise: they are left for
+ * urt_signal_wait to return, and SIGPIPE stays blocked after urt_run, as that call says.
  */
 ssize_t urt_read(int fd, void *buf, size_t len, int64_t offset);
 ssize_t urt_write(int fd, const void *buf, size_t len, int64_t offset);
@@ -470,10 +534,34 @@ int urt_getaddrinfo(const char *node, const char *service, const struct addrinfo
 /*  Groups: structured concurrency, after trio's nursery                                          */
 /* ============================================================================================== */
 /*
- * A group owns the tasks spawned into it. urt_group_wait waits for all of them; the first task to
- * return a nonzero status cancels the others, and that status is what urt_group_wait returns. No
- * task outlives its group: urt_group_free cancels and waits for any still running. A group
- * belongs to the task that created it.
+ * A group owns the tasks spawned into it, its members. urt_group_wait waits for all of them; the
+ * first member to return a nonzero status on its own is the group's failure: it cancels the
+ * others, and that status is what urt_group_wait returns. No task outlives its group:
+ * urt_group_free cancels and waits for any still running. A group belongs to the task that
+ * created it.
+ *
+ * A deliberate urt_group_cancel is not a failure, as a cancelled trio nursery exits cleanly: the
+ * -ECANCELED that members return because of it is dropped, and urt_group_cancelled says that the
+ * cancel happened. After `int err = urt_group_wait(g);`:
+ *
+ *     err != 0                 a member returned err on its own (even -ECANCELED, returned before
+ *                              any urt_group_cancel), or the waiter itself was cancelled or its
+ *                              deadline passed (-ECANCELED, -ETIMEDOUT; urt_cancelled() tells)
+ *     err == 0, cancelled 1    urt_group_cancel stopped the group, and no member failed
+ *     err == 0, cancelled 0    every member returned 0
+ *
+ * For every member's status, not only the first failure, spawn with urt_group_spawn_status:
+ *
+ *     int st[100];
+ *     for (int i = 0; i < 100; i++) {
+ *         int e = urt_group_spawn_status(g, job, &jobs[i], NULL, &st[i]);
+ *         if (e != 0)
+ *             st[i] = e;                  // it never started: no status will come
+ *     }
+ *     int err = urt_group_wait(g);       // every st[i] is set: job(&jobs[i])'s return value
+ *
+ * A member cancelled by a failure or a cancel returns what its code returns then, typically the
+ * -ECANCELED of the blocking call it was in.
  */
 typedef struct urt_group urt_group;
 
@@ -481,22 +569,39 @@ typedef struct urt_group urt_group;
 urt_group *urt_group_new(void);
 
 /* (T) Spawns fn(arg) into g. Any task of the runtime may spawn into a group, not only its
-   owner. 0, or -EINVAL (g or fn NULL), -ENOMEM, -EPERM, -ECANCELED (the
-   group has been cancelled or has failed: no new task starts), -EXDEV (another runtime's group:
-   a group and its tasks stay on the runtime that made it; urt_group_cancel and urt_group_free
-   do nothing there). */
+   owner. 0, or -EINVAL (g or fn NULL), -ENOMEM, -EPERM, -ECANCELED (the group has been
+   cancelled or has failed and urt_group_wait has not returned since: no new task starts), -EXDEV
+   (another runtime's group: a group and its tasks stay on the runtime that made it;
+   urt_group_cancel and urt_group_free do nothing there). opts as urt_spawn_ex, NULL allowed. */
 int urt_group_spawn(urt_group *g, urt_fn fn, void *arg);
 int urt_group_spawn_ex(urt_group *g, urt_fn fn, void *arg, const struct urt_spawn_opts *opts);
 
-/* (T) Waits for every task in g. Returns the first nonzero status (after cancelling the others
-   and waiting for them), 0 if all returned 0. When the waiting task is cancelled or its deadline
-   passes, the group's tasks are cancelled and waited for, then -ECANCELED or -ETIMEDOUT is
-   returned. -EINVAL for NULL, -EXDEV for another runtime's group. The group can be reused after
-   it returns. */
+/* (T) urt_group_spawn_ex that also stores the member's return value into *status when it ends,
+   before urt_group_wait (or urt_group_free) returns; *status must stay valid until then, and is
+   not touched before the member ends nor when the spawn fails. status NULL: urt_group_spawn_ex.
+   The cost: 24 bytes of the group's, reused, per member running; no allocation per member.
+   Errors as urt_group_spawn. */
+int urt_group_spawn_status(urt_group *g, urt_fn fn, void *arg, const struct urt_spawn_opts *opts,
+                           int *status);
+
+/* (T) Waits for every task in g. Returns the first status a member returned on its own (after
+   cancelling the others and waiting for them); 0 if every member returned 0, or -ECANCELED only
+   because urt_group_cancel cancelled it (a status other than -ECANCELED returned after the
+   cancel, say -EIO from cleanup, is still a failure). When the waiting task is cancelled or its
+   deadline passes, the group's tasks are cancelled and waited for, then -ECANCELED or -ETIMEDOUT
+   is returned. -EINVAL for NULL, -EXDEV for another runtime's group, -EDEADLK when no member
+   could ever end. The group can be reused after it returns: spawns work again. */
 int urt_group_wait(urt_group *g);
 
-/* (T) Cancels every task in g; the group records -ECANCELED as its status if it has none yet. */
+/* (T) Cancels every task in g and refuses new ones (-ECANCELED) until urt_group_wait returns.
+   Not a failure: see urt_group_wait and urt_group_cancelled. Does nothing for NULL or another
+   runtime's group. */
 void urt_group_cancel(urt_group *g);
+
+/* (T) 1 if urt_group_cancel was called on g and no spawn into g has succeeded since, else 0: it
+   still answers after urt_group_wait returns, until the next spawn starts the group afresh.
+   -EINVAL for NULL, -EXDEV for another runtime's group. */
+int urt_group_cancelled(urt_group *g);
 
 /* (T) Cancels and waits for any task still in g, then frees it. NULL is ignored. */
 void urt_group_free(urt_group *g);
@@ -541,6 +646,109 @@ void urt_chan_close(urt_chan *c);
 
 /* Closes c, waking its waiters with -EPIPE, and frees it. NULL is ignored. */
 void urt_chan_free(urt_chan *c);
+
+/*
+ * (T) Go's select over channel cases: waits until at least one case can proceed, performs
+ * exactly one of them and returns its index, with cases[i].result 0, or -EPIPE when its channel
+ * is closed (a closed channel counts as ready: a send to it, or a receive from it once drained).
+ * Among several ready cases each is equally likely to be chosen (a random order each call, as
+ * Go's): none starves. Local and shared channels may be mixed; a local channel of another
+ * runtime gives -EXDEV. The other cases' results are left as they were.
+ * Returns -ECANCELED and -ETIMEDOUT as any blocking call (cancel scopes included), then no case
+ * was performed; -EINVAL for n < 1 or n > URT_SELECT_MAX, a NULL chan or elem or an op other
+ * than URT_RECV or URT_SEND; -EPERM outside a task. For a select that must not wait, open a
+ * scope whose deadline has passed around it: then -ETIMEDOUT means no case was ready.
+ */
+#define URT_RECV 0
+#define URT_SEND 1
+#define URT_SELECT_MAX 64
+struct urt_case {
+    urt_chan *chan;
+    int       op;       /* URT_RECV: into elem; URT_SEND: from elem                           */
+    void     *elem;
+    int       result;   /* set for the case performed                                        */
+};
+int urt_select(struct urt_case *cases, int n);
+
+/* ============================================================================================== */
+/*  Locks, semaphores, events, conditions                                                         */
+/* ============================================================================================== */
+/*
+ * The usual primitives, for tasks. Every wait is FIFO (the oldest waiter goes first: nobody
+ * starves) and honours cancel scopes, deadlines and urt_cancel like any blocking call, which
+ * also means that a cancelled task gets -ECANCELED from urt_mutex_lock, urt_sem_acquire,
+ * urt_event_wait and urt_cond_wait even where it would not have to wait.
+ *
+ * Made inside urt_run_threads with more than one thread, a primitive works across the threads
+ * of the set: a mutex held by a task of one runtime blocks a task of another, a release on one
+ * wakes a waiter on another. Such a primitive keeps its state under a lock that spins (held for
+ * a few dozen instructions at most); a waiter on it is never taken for deadlocked, since another
+ * thread may still wake it. Made anywhere else - inside urt_run, or outside any runtime - it
+ * belongs to one runtime and takes no lock and no atomic operation: urt_mutex_lock and
+ * urt_mutex_unlock without contention are a few loads and stores. Its calls from another
+ * runtime's task or thread return -EXDEV.
+ *
+ * A _new returns NULL with errno ENOMEM when there is no memory. A _free returns 0 when it
+ * freed (NULL is ignored: 0), -EBUSY when a task waits on the primitive or holds the mutex - the
+ * caller's bug, reported rather than turned into freed memory under a sleeping task: nothing is
+ * freed then - and -EXDEV for another runtime's local primitive. Every other call returns
+ * -EINVAL for a NULL primitive, and -EPERM where marked (T) and made outside a task.
+ */
+typedef struct urt_mutex urt_mutex;
+typedef struct urt_sem   urt_sem;
+typedef struct urt_event urt_event;
+typedef struct urt_cond  urt_cond;
+
+urt_mutex *urt_mutex_new(void);
+/* (T) Takes m, waiting while another task holds it. 0; -EDEADLK when the caller holds it;
+   -ECANCELED, -ETIMEDOUT (then the caller does not hold it); -EXDEV. An unlock hands the mutex
+   to the oldest waiter directly, so two tasks trading a mutex switch once per handoff. */
+int urt_mutex_lock(urt_mutex *m);
+/* (T) Takes m if nobody holds it: 0, -EBUSY, -EDEADLK (the caller holds it), -EXDEV. */
+int urt_mutex_try_lock(urt_mutex *m);
+/* (T) Lets m go, to the oldest waiter if any: 0, or -EPERM when the caller does not hold it. */
+int urt_mutex_unlock(urt_mutex *m);
+int urt_mutex_free(urt_mutex *m);
+
+/* A semaphore with `value` units. */
+urt_sem *urt_sem_new(unsigned value);
+/* (T) Takes a unit, waiting for a release while there is none. 0, -ECANCELED, -ETIMEDOUT,
+   -EXDEV. */
+int urt_sem_acquire(urt_sem *s);
+/* Takes a unit if there is one: 0 or -EAGAIN. From any thread for a shared semaphore. */
+int urt_sem_try_acquire(urt_sem *s);
+/* Gives a unit back, to the oldest waiter if any: 0, or -EOVERFLOW at UINT_MAX units. From any
+   thread for a shared semaphore (a thread urt does not run can wake a task this way). */
+int urt_sem_release(urt_sem *s);
+/* The units free now (a snapshot; INT_MAX at most). */
+int urt_sem_value(urt_sem *s);
+int urt_sem_free(urt_sem *s);
+
+/* trio.Event: set once, never reset; every task waiting for it, then or later, goes on. */
+urt_event *urt_event_new(void);
+/* Sets e and wakes its waiters: 0 (setting it again does nothing). From any thread for a
+   shared event. */
+int urt_event_set(urt_event *e);
+/* (T) Waits until e is set: 0 (at once if it is), -ECANCELED, -ETIMEDOUT, -EXDEV. */
+int urt_event_wait(urt_event *e);
+/* 1 when e is set, else 0. Any thread. */
+int urt_event_is_set(urt_event *e);
+int urt_event_free(urt_event *e);
+
+/* A condition variable, used with a urt_mutex as pthread_cond_t is with a pthread_mutex_t:
+   wait in a loop that tests the condition. */
+urt_cond *urt_cond_new(void);
+/* (T) Lets m go and waits for a signal, then takes m back before it returns - on error too,
+   as pthread_cond_wait does (the taking back waits as long as it must; no cancel ends it).
+   0; -EPERM when the caller does not hold m; -ECANCELED, -ETIMEDOUT; -EXDEV. A waiter that
+   was signalled but is cancelled (or times out) before it runs returns the error and passes
+   the signal on to the next waiter: no signal is lost. */
+int urt_cond_wait(urt_cond *c, urt_mutex *m);
+/* Wake the oldest waiter / every waiter: 0. Need not hold the mutex. From any thread for a
+   shared condition. */
+int urt_cond_signal(urt_cond *c);
+int urt_cond_broadcast(urt_cond *c);
+int urt_cond_free(urt_cond *c);
 
 #ifdef __cplusplus
 }

@@ -18,6 +18,7 @@ set(URT_SOURCES
   ${PROJECT_SOURCE_DIR}/runtime/backend/uring.c
   # sched: tasks, run queue, parking, timers, services' hooks, the inbox, sets of runtimes
   ${PROJECT_SOURCE_DIR}/runtime/sched/task.c
+  ${PROJECT_SOURCE_DIR}/runtime/sched/scope.c
   ${PROJECT_SOURCE_DIR}/runtime/sched/sched.c
   ${PROJECT_SOURCE_DIR}/runtime/sched/waitq.c
   ${PROJECT_SOURCE_DIR}/runtime/sched/timer.c
@@ -38,5 +39,10 @@ set(URT_SOURCES
   ${PROJECT_SOURCE_DIR}/runtime/services/signal.c
   ${PROJECT_SOURCE_DIR}/runtime/services/group.c
   ${PROJECT_SOURCE_DIR}/runtime/services/chan.c
+  ${PROJECT_SOURCE_DIR}/runtime/services/sync.c
+  ${PROJECT_SOURCE_DIR}/runtime/services/mutex.c
+  ${PROJECT_SOURCE_DIR}/runtime/services/sem.c
+  ${PROJECT_SOURCE_DIR}/runtime/services/event.c
+  ${PROJECT_SOURCE_DIR}/runtime/services/cond.c
   ${PROJECT_SOURCE_DIR}/runtime/services/dump.c
 )

@@ -163,6 +163,8 @@ struct grp {
     int          live;           /* members spawned and not yet ended                     */
     int          mstatus;        /* what urt_group_wait should return                     */
     bool         alive, cancelling, owner_waiting;
+    bool         deliberate;     /* urt_group_cancel called since the last wait: spawns are
+                                    refused, and a member's -ECANCELED is no failure          */
 };
 
 struct stream {
@@ -488,7 +490,7 @@ static bool spawn_member(struct trec *me, struct grp *g, int kind)
     bool stop0 = w->main_returned;
     int ms0 = g->mstatus;
     int r = urt_group_spawn_ex(g->g, task_entry, c, &o);
-    int want = stop0 ? -EPERM : ms0 ? -ECANCELED : 0;
+    int want = stop0 ? -EPERM : ms0 || g->deliberate ? -ECANCELED : 0;
     if (r != want &&
         !(r == -ECANCELED && want == 0 && g->owner_waiting &&
           (possible_cancel(g->owner) || past(g->owner))))
@@ -519,7 +521,7 @@ static void task_end(struct trec *me, int st)
     struct grp *g = me->group;
     if (g) {
         g->live--;
-        if (st && !g->mstatus) {
+        if (st && !g->mstatus && !(st == -ECANCELED && g->deliberate)) {
             g->mstatus = st;      /* the first failure: the runtime cancels the others now */
             g->cancelling = true;
         }
@@ -1332,8 +1334,7 @@ static void act_dump(struct trec *me)
 
 static void group_cancel_op(struct trec *me, struct grp *g)
 {
-    if (!g->mstatus)
-        g->mstatus = -ECANCELED;
+    g->deliberate = true;   /* not a failure: urt_group_wait returns what members did on their own */
     g->cancelling = true;
     urt_group_cancel(g->g);
     me->w->cnt.cancels++;
@@ -1376,6 +1377,7 @@ static void group_wait_op(struct trec *me, struct grp *g)
     }
     g->mstatus = 0;
     g->cancelling = false;
+    g->deliberate = false;
 }
 
 static void act_group(struct trec *me)

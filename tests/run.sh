@@ -7,7 +7,8 @@
 #                             test, plus tests/test_faults which turns the faults on
 #   tests/run.sh --tsan       ThreadSanitizer build in build-tsan/ (tasks annotated as fibers):
 #                             the tests of what crosses threads (test_threads, test_chan,
-#                             test_task, test_echo_server with --threads)
+#                             test_task, test_sync, test_scope, test_echo_server with
+#                             --threads)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -31,7 +32,7 @@ case "${1:-}" in
     dir=build-tsan
     flags=(-DCMAKE_BUILD_TYPE=Debug -DURT_TSAN=ON -DURT_BUILD_PERF=OFF)
     export TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1
-    ctest_args=(-R '^(test_threads|test_chan|test_task|test_echo_server)$')
+    ctest_args=(-R '^(test_threads|test_chan|test_sync|test_scope|test_task|test_echo_server)$')
     ;;
 "") ;;
 *) echo "usage: $0 [--sanitize | --faults | --tsan]" >&2; exit 2 ;;

@@ -551,6 +551,239 @@ UT_TEST(chan_new_errors)
     urt_chan_free(c);
 }
 
+/* ---- select ---------------------------------------------------------------------------------- */
+
+struct sel_res {
+    int idx, result, val;
+    int counts[4];
+    int errors;
+};
+
+static int select_ready_body(void *arg)
+{
+    struct sel_res *r = arg;
+    urt_chan *c[3];
+    for (int i = 0; i < 3; i++)
+        c[i] = urt_chan_new(sizeof(int), 1);
+    int v = 42, got = 0, out = 7;
+    urt_chan_send(c[1], &v);
+    struct urt_case k[3] = { { c[0], URT_RECV, &got, 99 }, { c[1], URT_RECV, &got, 99 },
+                             { c[2], URT_RECV, &got, 99 } };
+    r->idx = urt_select(k, 3);
+    r->result = k[1].result;
+    r->val = got;
+    /* A send case with room is ready too; the recv cases on empty channels are not. */
+    struct urt_case k2[2] = { { c[0], URT_RECV, &got, 99 }, { c[2], URT_SEND, &out, 99 } };
+    if (urt_select(k2, 2) != 1 || k2[1].result != 0 || k2[0].result != 99)
+        r->errors++;
+    if (urt_chan_try_recv(c[2], &got) != 0 || got != 7)
+        r->errors++;
+    for (int i = 0; i < 3; i++)
+        urt_chan_free(c[i]);
+    return 0;
+}
+
+UT_TEST(select_performs_the_ready_case)
+{
+    struct sel_res r;
+    memset(&r, 0, sizeof r);
+    assert_int_equal(urt_run(select_ready_body, &r, NULL), 0);
+    assert_int_equal(r.idx, 1);
+    assert_int_equal(r.result, 0);
+    assert_int_equal(r.val, 42);
+    assert_int_equal(r.errors, 0);
+}
+
+#define FAIR_ROUNDS 100000
+
+static int select_fair_body(void *arg)
+{
+    struct sel_res *r = arg;
+    urt_chan *c[4];
+    int v = 0;
+    for (int i = 0; i < 4; i++) {
+        c[i] = urt_chan_new(sizeof(int), 1);
+        urt_chan_send(c[i], &i);
+    }
+    struct urt_case k[4];
+    for (int i = 0; i < 4; i++)
+        k[i] = (struct urt_case){ c[i], URT_RECV, &v, 0 };
+    for (int n = 0; n < FAIR_ROUNDS; n++) {
+        int i = urt_select(k, 4);
+        if (i < 0 || i > 3 || v != i) {
+            r->errors++;
+            break;
+        }
+        r->counts[i]++;
+        urt_chan_send(c[i], &i);   /* every channel stays ready */
+    }
+    for (int i = 0; i < 4; i++)
+        urt_chan_free(c[i]);
+    return 0;
+}
+
+UT_TEST(select_is_fair_among_ready_cases)
+{
+    struct sel_res r;
+    memset(&r, 0, sizeof r);
+    assert_int_equal(urt_run(select_fair_body, &r, NULL), 0);
+    assert_int_equal(r.errors, 0);
+    for (int i = 0; i < 4; i++) {
+        assert_in_range(r.counts[i], FAIR_ROUNDS * 20 / 100, FAIR_ROUNDS * 30 / 100);
+    }
+}
+
+struct sel_wait {
+    urt_chan *c[6];
+    int which;
+};
+
+static int late_sender(void *arg)
+{
+    struct sel_wait *w = arg;
+    int v = 100 + w->which;
+    urt_yield();
+    urt_yield();
+    return urt_chan_send(w->c[w->which], &v);
+}
+
+static int select_wait_body(void *arg)
+{
+    struct sel_res *r = arg;
+    for (int n = 2; n <= 6; n += 4) {   /* 2 cases: waits on the stack; 6: from the heap */
+        struct sel_wait w = { .which = n - 1 };
+        for (int i = 0; i < n; i++)
+            w.c[i] = urt_chan_new(sizeof(int), 0);
+        urt_task *t = urt_spawn(late_sender, &w);
+        int got = 0;
+        struct urt_case k[6];
+        for (int i = 0; i < n; i++)
+            k[i] = (struct urt_case){ w.c[i], URT_RECV, &got, 99 };
+        int i = urt_select(k, n);
+        if (i != n - 1 || k[i].result != 0 || got != 100 + n - 1)
+            r->errors++;
+        if (urt_join(t) != 0)
+            r->errors++;
+        /* The other cases' waits are gone: a send on them now finds no receiver. */
+        int v = 1;
+        for (int j = 0; j < n - 1; j++)
+            if (urt_chan_try_send(w.c[j], &v) != -EAGAIN)
+                r->errors++;
+        for (int j = 0; j < n; j++)
+            urt_chan_free(w.c[j]);
+    }
+    return 0;
+}
+
+UT_TEST(select_waits_for_the_first_case)
+{
+    struct sel_res r;
+    memset(&r, 0, sizeof r);
+    assert_int_equal(urt_run(select_wait_body, &r, NULL), 0);
+    assert_int_equal(r.errors, 0);
+}
+
+static int canceller(void *arg)
+{
+    urt_cancel(arg);
+    return 0;
+}
+
+static int select_edges_body(void *arg)
+{
+    struct sel_res *r = arg;
+    urt_chan *a = urt_chan_new(sizeof(int), 0), *b = urt_chan_new(sizeof(int), 0);
+    int v = 0;
+    struct urt_case k[2] = { { a, URT_RECV, &v, 99 }, { b, URT_SEND, &v, 99 } };
+    /* Under a passed deadline: -ETIMEDOUT, nothing performed. */
+    urt_scope s;
+    urt_scope_enter(&s, urt_now() + URT_MSEC(5), 0);
+    if (urt_select(k, 2) != -ETIMEDOUT)
+        r->errors++;
+    if (urt_scope_exit(&s) != 1)
+        r->errors++;
+    /* Cancelled while waiting. */
+    urt_task *t = urt_spawn(canceller, urt_self());
+    if (urt_select(k, 2) != -ECANCELED)
+        r->errors++;
+    urt_join(t);
+    urt_scope_enter(&s, 0, URT_SHIELD);   /* (the rest runs shielded from that cancel) */
+    /* Every channel closed: ready, -EPIPE. */
+    urt_chan_close(a);
+    urt_chan_close(b);
+    int i = urt_select(k, 2);
+    if (i < 0 || k[i].result != -EPIPE)
+        r->errors++;
+    /* Bad input. */
+    struct urt_case bad[1] = { { NULL, URT_RECV, &v, 0 } };
+    if (urt_select(bad, 1) != -EINVAL || urt_select(k, 0) != -EINVAL ||
+        urt_select(k, URT_SELECT_MAX + 1) != -EINVAL || urt_select(NULL, 1) != -EINVAL)
+        r->errors++;
+    bad[0] = (struct urt_case){ a, 7, &v, 0 };
+    if (urt_select(bad, 1) != -EINVAL)
+        r->errors++;
+    urt_scope_exit(&s);
+    urt_chan_free(a);
+    urt_chan_free(b);
+    return 0;
+}
+
+UT_TEST(select_deadline_cancel_closed_and_bad_cases)
+{
+    struct sel_res r;
+    memset(&r, 0, sizeof r);
+    assert_int_equal(urt_run(select_edges_body, &r, NULL), 0);
+    assert_int_equal(r.errors, 0);
+}
+
+/* Across two runtimes: runtime 1 sends N numbers on each of two shared channels; runtime 0
+   takes them all through selects. Each arrives once, in order per channel. */
+#define XSEL_N 50000
+
+struct xsel {
+    urt_chan *c[2];
+    int errors;
+    long got;
+};
+
+static int xsel_main(void *arg)
+{
+    struct xsel *x = arg;
+    if (urt_thread_index() == 1) {
+        for (int i = 0; i < XSEL_N; i++)
+            for (int j = 0; j < 2; j++)
+                if (urt_chan_send(x->c[j], &i) != 0)
+                    return -1;
+        return 0;
+    }
+    int next[2] = { 0, 0 }, v = 0;
+    struct urt_case k[2] = { { x->c[0], URT_RECV, &v, 0 }, { x->c[1], URT_RECV, &v, 0 } };
+    while (next[0] < XSEL_N || next[1] < XSEL_N) {
+        int i = urt_select(k, 2);
+        if (i < 0 || k[i].result != 0 || v != next[i]) {
+            x->errors++;
+            return -1;
+        }
+        next[i]++;
+        x->got++;
+    }
+    return 0;
+}
+
+UT_TEST_T(select_across_runtimes_loses_nothing, 120)
+{
+    UT_NOT_UNDER_VALGRIND();
+    struct xsel x;
+    memset(&x, 0, sizeof x);
+    x.c[0] = urt_chan_new_shared(sizeof(int), 0);
+    x.c[1] = urt_chan_new_shared(sizeof(int), 4);
+    assert_int_equal(urt_run_threads(2, xsel_main, &x, NULL), 0);
+    assert_int_equal(x.errors, 0);
+    assert_int_equal(x.got, 2L * XSEL_N);
+    urt_chan_free(x.c[0]);
+    urt_chan_free(x.c[1]);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -564,6 +797,11 @@ int main(void)
         cmocka_unit_test(cancel_and_deadline_of_blocked_channel_ops),
         cmocka_unit_test(null_arguments_einval),
         cmocka_unit_test(chan_new_errors),
+        cmocka_unit_test(select_performs_the_ready_case),
+        cmocka_unit_test(select_is_fair_among_ready_cases),
+        cmocka_unit_test(select_waits_for_the_first_case),
+        cmocka_unit_test(select_deadline_cancel_closed_and_bad_cases),
+        cmocka_unit_test(select_across_runtimes_loses_nothing),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

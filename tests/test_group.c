@@ -206,7 +206,7 @@ UT_TEST(group_inside_group_error_propagates)
 /* Cancelling the outer group reaches the members of the inner one. */
 struct nested_cancel {
     struct member inner[3];
-    int inner_wait, outer_wait;
+    int inner_wait, outer_wait, outer_cancelled;
 };
 
 static int inner_owner2(void *arg)
@@ -228,6 +228,7 @@ static int nested_cancel_main(void *arg)
     urt_sleep(URT_MSEC(5));
     urt_group_cancel(g);
     n->outer_wait = urt_group_wait(g);
+    n->outer_cancelled = urt_group_cancelled(g);
     urt_group_free(g);
     return 0;
 }
@@ -238,8 +239,11 @@ UT_TEST(cancel_outer_group_cancels_inner_members)
     memset(&n, 0, sizeof n);
     members_init(n.inner, 3, 10000, 0);
     assert_int_equal(urt_run(nested_cancel_main, &n, NULL), 0);
+    /* the inner waiter was cancelled (-ECANCELED); it returned that because the outer group
+       cancelled it, so the outer group, cancelled on purpose, has no failure */
     assert_int_equal(n.inner_wait, -ECANCELED);
-    assert_int_equal(n.outer_wait, -ECANCELED);
+    assert_int_equal(n.outer_wait, 0);
+    assert_int_equal(n.outer_cancelled, 1);
     for (int i = 0; i < 3; i++) {
         assert_int_equal(n.inner[i].sleep_res, -ECANCELED);
         assert_int_equal(n.inner[i].finished, 1);
@@ -341,7 +345,7 @@ UT_TEST(group_cancel_and_group_free)
     members_init(s.f, 3, 10000, 0);
     assert_int_equal(urt_run(cancel_free_main, &s, NULL), 0);
     assert_int_equal(s.spawn_after_cancel, -ECANCELED);
-    assert_int_equal(s.cancel_wait, -ECANCELED);
+    assert_int_equal(s.cancel_wait, 0);   /* a deliberate cancel is no failure */
     for (int i = 0; i < 3; i++) {
         assert_int_equal(s.c[i].sleep_res, -ECANCELED);
         assert_int_equal(s.f[i].sleep_res, -ECANCELED);
@@ -349,7 +353,8 @@ UT_TEST(group_cancel_and_group_free)
     assert_int_equal(s.finished_after_free, 1);
 }
 
-/* A member that returns 0 after its group was cancelled does not undo the cancellation. */
+/* A member that returns 0 after its group was cancelled does not undo the cancellation: the
+   group still reports it after urt_group_wait. */
 static int ignore_cancel(void *arg)
 {
     (void)arg;
@@ -364,16 +369,18 @@ static int cancel_status_main(void *arg)
     urt_group_spawn(g, ignore_cancel, NULL);
     urt_yield();
     urt_group_cancel(g);
-    *res = urt_group_wait(g);
+    res[0] = urt_group_wait(g);
+    res[1] = urt_group_cancelled(g);
     urt_group_free(g);
     return 0;
 }
 
-UT_TEST(group_cancel_status_sticks)
+UT_TEST(group_cancel_reported_after_wait)
 {
-    int res = 1;
-    assert_int_equal(urt_run(cancel_status_main, &res, NULL), 0);
-    assert_int_equal(res, -ECANCELED);
+    int res[2] = { 1, 0 };
+    assert_int_equal(urt_run(cancel_status_main, res, NULL), 0);
+    assert_int_equal(res[0], 0);
+    assert_int_equal(res[1], 1);
 }
 
 /* ---- members, handles, names, bad arguments -------------------------------------------------- */
@@ -563,6 +570,321 @@ UT_TEST(member_freeing_its_own_group)
     EXPECT_EQ(st.ops_inflight, 0);
 }
 
+/* ---- a deliberate urt_group_cancel against a member's own -ECANCELED ------------------------- */
+
+static int return_ecanceled(void *arg)
+{
+    (void)arg;
+    return -ECANCELED;   /* on its own: nobody cancelled it */
+}
+
+static int return_eio_when_cancelled(void *arg)
+{
+    (void)arg;
+    int e = urt_sleep(URT_SEC(10));
+    return e == -ECANCELED ? -EIO : e;   /* its cleanup failed after the cancel */
+}
+
+/* For each case: what urt_group_wait returned and what urt_group_cancelled said after it. */
+struct cancel_kinds {
+    int own_wait, own_cancelled;             /* a member returns -ECANCELED, no group cancel   */
+    int own_first_wait, own_first_cancelled; /* the member's -ECANCELED, then urt_group_cancel */
+    int cancel_first_wait, cancel_first_cancelled, cancel_first_st[3];
+                                             /* urt_group_cancel, members end with -ECANCELED  */
+    int later_err_wait;                      /* urt_group_cancel, a member then returns -EIO   */
+    struct member m[3];
+};
+
+static int cancel_kinds_main(void *arg)
+{
+    struct cancel_kinds *k = arg;
+    urt_group *g = urt_group_new();
+
+    EXPECT_EQ(urt_group_cancelled(g), 0);
+    EXPECT_EQ(urt_group_spawn(g, return_ecanceled, NULL), 0);
+    EXPECT_EQ(urt_group_spawn(g, member_fn, &k->m[0]), 0);
+    k->own_wait = urt_group_wait(g);
+    k->own_cancelled = urt_group_cancelled(g);
+
+    EXPECT_EQ(urt_group_spawn(g, return_ecanceled, NULL), 0);
+    EXPECT_EQ(urt_group_spawn(g, member_fn, &k->m[1]), 0);
+    urt_yield();   /* return_ecanceled has ended: the group failed with its -ECANCELED */
+    urt_group_cancel(g);
+    k->own_first_wait = urt_group_wait(g);
+    k->own_first_cancelled = urt_group_cancelled(g);
+
+    for (int i = 0; i < 3; i++)
+        EXPECT_EQ(urt_group_spawn_status(g, member_fn, &k->m[2], NULL, &k->cancel_first_st[i]), 0);
+    urt_yield();
+    urt_group_cancel(g);
+    k->cancel_first_wait = urt_group_wait(g);
+    k->cancel_first_cancelled = urt_group_cancelled(g);
+
+    EXPECT_EQ(urt_group_spawn(g, return_eio_when_cancelled, NULL), 0);
+    EXPECT_EQ(urt_group_spawn(g, ignore_cancel, NULL), 0);
+    urt_yield();
+    urt_group_cancel(g);
+    k->later_err_wait = urt_group_wait(g);
+    urt_group_free(g);
+    return 0;
+}
+
+UT_TEST(deliberate_cancel_vs_member_returning_ecanceled)
+{
+    struct cancel_kinds k;
+    memset(&k, 0, sizeof k);
+    members_init(k.m, 3, 10000, 0);
+    for (int i = 0; i < 3; i++)
+        k.cancel_first_st[i] = 12345;
+    assert_int_equal(urt_run(cancel_kinds_main, &k, NULL), 0);
+    assert_int_equal(k.own_wait, -ECANCELED);       /* a failure, and nobody cancelled */
+    assert_int_equal(k.own_cancelled, 0);
+    assert_int_equal(k.m[0].sleep_res, -ECANCELED); /* its sibling was cancelled by it */
+    assert_int_equal(k.own_first_wait, -ECANCELED); /* the failure came first: it stays */
+    assert_int_equal(k.own_first_cancelled, 1);
+    assert_int_equal(k.cancel_first_wait, 0);       /* the cancel came first: no failure */
+    assert_int_equal(k.cancel_first_cancelled, 1);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(k.cancel_first_st[i], -ECANCELED);
+    assert_int_equal(k.later_err_wait, -EIO);       /* not -ECANCELED: still a failure */
+}
+
+/* ---- every member's status ---------------------------------------------------------------- */
+
+static int return_index(void *arg)
+{
+    return (int)(intptr_t)arg;
+}
+
+static int sleep_then_return_index(void *arg)
+{
+    int i = (int)(intptr_t)arg;
+    int e = urt_sleep(URT_MSEC((i * 37) % 10));
+    return e ? e : i + 1000;
+}
+
+struct collect {
+    int st[100], st2[100], st3[100];
+    int wait1, wait2, wait3, cancelled3;
+};
+
+static int collect_main(void *arg)
+{
+    struct collect *c = arg;
+    urt_group *g = urt_group_new();
+    /* 100 members return i at once: the first to run with a nonzero status (1: the run queue is
+       FIFO) is the group's, and every member's own status is collected */
+    for (int i = 0; i < 100; i++)
+        EXPECT_EQ(urt_group_spawn_status(g, return_index, (void *)(intptr_t)i, NULL, &c->st[i]),
+                  0);
+    c->wait1 = urt_group_wait(g);
+
+    /* reused, with the slots of the first round: members end in a shuffled order after sleeps;
+       the first to end fails the group, and the rest are cancelled in their sleeps */
+    for (int i = 0; i < 100; i++)
+        EXPECT_EQ(urt_group_spawn_status(g, sleep_then_return_index, (void *)(intptr_t)i, NULL,
+                                         &c->st2[i]),
+                  0);
+    c->wait2 = urt_group_wait(g);
+
+    /* mixed with members whose status nobody asked for, and a deliberate cancel */
+    struct urt_spawn_opts o = { .name = "collected" };
+    for (int i = 0; i < 100; i++) {
+        if (i % 2)
+            EXPECT_EQ(urt_group_spawn_status(g, ignore_cancel, NULL, &o, &c->st3[i]), 0);
+        else
+            EXPECT_EQ(urt_group_spawn_status(g, ignore_cancel, NULL, NULL, NULL), 0);
+    }
+    urt_yield();
+    urt_group_cancel(g);
+    c->wait3 = urt_group_wait(g);
+    c->cancelled3 = urt_group_cancelled(g);
+    urt_group_free(g);
+    return 0;
+}
+
+UT_TEST(every_member_status_collected)
+{
+    struct collect c;
+    for (int i = 0; i < 100; i++)
+        c.st[i] = c.st2[i] = c.st3[i] = 12345;
+    assert_int_equal(urt_run(collect_main, &c, NULL), 0);
+    assert_int_equal(c.wait1, 1);
+    for (int i = 0; i < 100; i++)
+        assert_int_equal(c.st[i], i);   /* untouched by the later rounds' reuse of the slots */
+    /* member 0 and those with (i * 37) % 10 == 0 sleep 0 ms: the first of them to end is 1000 */
+    assert_int_equal(c.wait2, 1000);
+    int ended = 0, cancelled = 0;
+    for (int i = 0; i < 100; i++) {
+        if (c.st2[i] == i + 1000)
+            ended++;
+        else if (c.st2[i] == -ECANCELED)
+            cancelled++;
+        else
+            fail_msg("member %d: status %d", i, c.st2[i]);
+    }
+    assert_int_equal(ended + cancelled, 100);
+    assert_true(ended >= 1 && cancelled >= 80);   /* those asleep for 1 ms or more */
+    assert_int_equal(c.wait3, 0);
+    assert_int_equal(c.cancelled3, 1);
+    for (int i = 0; i < 100; i++)
+        assert_int_equal(c.st3[i], i % 2 ? 0 : 12345);   /* ignore_cancel returns 0 */
+}
+
+/* A failing member cancels its siblings; its status is returned, theirs are collected. */
+struct fail_collect {
+    struct member bad, slow[5], quick[3];
+    int st_bad, st_slow[5], st_quick[3];
+    int wait_res, cancelled;
+};
+
+static int fail_collect_main(void *arg)
+{
+    struct fail_collect *f = arg;
+    urt_group *g = urt_group_new();
+    for (int i = 0; i < 5; i++)
+        EXPECT_EQ(urt_group_spawn_status(g, member_fn, &f->slow[i], NULL, &f->st_slow[i]), 0);
+    for (int i = 0; i < 3; i++)
+        EXPECT_EQ(urt_group_spawn_status(g, member_fn, &f->quick[i], NULL, &f->st_quick[i]), 0);
+    EXPECT_EQ(urt_group_spawn_status(g, member_fn, &f->bad, NULL, &f->st_bad), 0);
+    f->wait_res = urt_group_wait(g);
+    f->cancelled = urt_group_cancelled(g);
+    urt_group_free(g);
+    return 0;
+}
+
+UT_TEST(failing_member_status_returned_siblings_collected)
+{
+    struct fail_collect f;
+    memset(&f, 0, sizeof f);
+    members_init(&f.bad, 1, 5, 42);
+    members_init(f.slow, 5, 10000, 0);
+    members_init(f.quick, 3, 1, 0);
+    assert_int_equal(urt_run(fail_collect_main, &f, NULL), 0);
+    assert_int_equal(f.wait_res, 42);
+    assert_int_equal(f.cancelled, 0);   /* a failure is not urt_group_cancel */
+    assert_int_equal(f.st_bad, 42);
+    for (int i = 0; i < 5; i++)
+        assert_int_equal(f.st_slow[i], -ECANCELED);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(f.st_quick[i], 0);
+}
+
+/* Statuses are collected on the waiter's deadline and by urt_group_free as well. */
+struct free_collect {
+    struct member m[4];
+    int st_wait[2], st_free[2];
+    int wait_res;
+};
+
+static int free_collect_main(void *arg)
+{
+    struct free_collect *f = arg;
+    urt_group *g = urt_group_new();
+    for (int i = 0; i < 2; i++)
+        EXPECT_EQ(urt_group_spawn_status(g, member_fn, &f->m[i], NULL, &f->st_wait[i]), 0);
+    urt_deadline(urt_now() + URT_MSEC(5));
+    f->wait_res = urt_group_wait(g);
+    urt_deadline(0);
+    for (int i = 0; i < 2; i++)
+        EXPECT_EQ(urt_group_spawn_status(g, member_fn, &f->m[2 + i], NULL, &f->st_free[i]), 0);
+    urt_yield();
+    urt_group_free(g);
+    return 0;
+}
+
+UT_TEST(statuses_collected_on_deadline_and_free)
+{
+    struct free_collect f;
+    memset(&f, 0, sizeof f);
+    members_init(f.m, 4, 10000, 0);
+    assert_int_equal(urt_run(free_collect_main, &f, NULL), 0);
+    assert_int_equal(f.wait_res, -ETIMEDOUT);
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(f.st_wait[i], -ECANCELED);
+        assert_int_equal(f.st_free[i], -ECANCELED);
+    }
+}
+
+/* Spawns refused while cancelled; the round after urt_group_wait starts clean. */
+struct reuse {
+    struct member m;
+    int spawn_cancelled, wait_cancelled, cancelled_before_spawn, spawn_after, cancelled_after;
+    int wait_after, st_after;
+    int idle_cancel_wait, idle_cancelled;
+    int null_cancelled, null_spawn, null_fn;
+};
+
+static int reuse_main(void *arg)
+{
+    struct reuse *r = arg;
+    urt_group *g = urt_group_new();
+    EXPECT_EQ(urt_group_spawn(g, ignore_cancel, NULL), 0);
+    urt_group_cancel(g);
+    r->spawn_cancelled = urt_group_spawn_status(g, member_fn, &r->m, NULL, &r->st_after);
+    r->wait_cancelled = urt_group_wait(g);
+    r->cancelled_before_spawn = urt_group_cancelled(g);
+    r->spawn_after = urt_group_spawn_status(g, member_fn, &r->m, NULL, &r->st_after);
+    r->cancelled_after = urt_group_cancelled(g);
+    r->wait_after = urt_group_wait(g);
+    /* a cancel of an empty group: wait returns 0 at once, and the cancel is reported */
+    urt_group_cancel(g);
+    r->idle_cancel_wait = urt_group_wait(g);
+    r->idle_cancelled = urt_group_cancelled(g);
+    r->null_cancelled = urt_group_cancelled(NULL);
+    r->null_spawn = urt_group_spawn_status(NULL, member_fn, &r->m, NULL, &r->st_after);
+    r->null_fn = urt_group_spawn_status(g, NULL, NULL, NULL, &r->st_after);
+    urt_group_free(g);
+    return 0;
+}
+
+UT_TEST(group_reuse_after_cancel_and_bad_arguments)
+{
+    struct reuse r;
+    memset(&r, 0, sizeof r);
+    members_init(&r.m, 1, 1, 7);
+    r.st_after = 12345;
+    assert_int_equal(urt_run(reuse_main, &r, NULL), 0);
+    assert_int_equal(r.spawn_cancelled, -ECANCELED);
+    assert_int_equal(r.wait_cancelled, 0);
+    assert_int_equal(r.cancelled_before_spawn, 1);
+    assert_int_equal(r.spawn_after, 0);
+    assert_int_equal(r.cancelled_after, 0);
+    assert_int_equal(r.wait_after, 7);
+    assert_int_equal(r.st_after, 7);   /* written once, by the member that was spawned */
+    assert_int_equal(r.idle_cancel_wait, 0);
+    assert_int_equal(r.idle_cancelled, 1);
+    assert_int_equal(r.null_cancelled, -EINVAL);
+    assert_int_equal(r.null_spawn, -EINVAL);
+    assert_int_equal(r.null_fn, -EINVAL);
+    /* outside a task */
+    assert_int_equal(urt_group_cancelled(NULL), -EPERM);
+    assert_int_equal(urt_group_spawn_status(NULL, member_fn, NULL, NULL, NULL), -EPERM);
+}
+
+/* A member with a status slot that frees its own group: it is detached, and its status is never
+   written into the freed group's slot (ASan would report it) nor into *status. */
+static int own_group_status = 12345;
+
+static int free_own_status_main(void *arg)
+{
+    (void)arg;
+    own_group = urt_group_new();
+    EXPECT_EQ(urt_group_spawn_status(own_group, free_own_group, NULL, NULL, &own_group_status),
+              0);
+    EXPECT_EQ(urt_sleep(URT_MSEC(5)), 0);
+    return 0;
+}
+
+UT_TEST(status_member_freeing_its_own_group)
+{
+    EXPECT_EQ(urt_run(free_own_status_main, NULL, NULL), 0);
+    EXPECT_EQ(own_group_status, 12345);
+    struct urt_stats st;
+    urt_stats(&st);
+    EXPECT_EQ(st.tasks_live, 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -574,10 +896,16 @@ int main(void)
         cmocka_unit_test(cancel_outer_group_cancels_inner_members),
         cmocka_unit_test(cancelling_or_timing_out_the_waiter_cancels_members),
         cmocka_unit_test(group_cancel_and_group_free),
-        cmocka_unit_test(group_cancel_status_sticks),
+        cmocka_unit_test(group_cancel_reported_after_wait),
         cmocka_unit_test(members_names_and_bad_arguments),
         cmocka_unit_test(member_handle_not_joinable),
         cmocka_unit_test(run_end_cancels_group_members),
+        cmocka_unit_test(deliberate_cancel_vs_member_returning_ecanceled),
+        cmocka_unit_test(every_member_status_collected),
+        cmocka_unit_test(failing_member_status_returned_siblings_collected),
+        cmocka_unit_test(statuses_collected_on_deadline_and_free),
+        cmocka_unit_test(group_reuse_after_cancel_and_bad_arguments),
+        cmocka_unit_test(status_member_freeing_its_own_group),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

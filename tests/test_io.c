@@ -592,6 +592,320 @@ UT_TEST(peer_vanished)
     assert_true(r.rst_send == -EPIPE || r.rst_send == -ECONNRESET);
 }
 
+/* ---- SIGPIPE: a reader that has gone is -EPIPE, never a signal ------------------------------- */
+
+static int sigpipe_pending(void)
+{
+    sigset_t s;
+    sigemptyset(&s);
+    return sigpending(&s) == 0 && sigismember(&s, SIGPIPE) == 1;
+}
+
+static int sigpipe_blocked(void)
+{
+    sigset_t s;
+    sigemptyset(&s);
+    return pthread_sigmask(SIG_BLOCK, NULL, &s) == 0 && sigismember(&s, SIGPIPE) == 1;
+}
+
+static volatile sig_atomic_t sigpipe_handled;
+
+static void on_sigpipe(int sig)
+{
+    (void)sig;
+    sigpipe_handled++;
+}
+
+/* A pipe whose read end is closed: its write end, or -1. */
+static int broken_pipe(void)
+{
+    int p[2];
+    if (pipe(p))
+        return -1;
+    close(p[0]);
+    return p[1];
+}
+
+struct blocked_write_arg {
+    int fd;
+    long res;
+};
+
+static int blocked_write(void *arg)
+{
+    struct blocked_write_arg *a = arg;
+    a->res = urt_write(a->fd, "x", 1, -1);
+    return 0;
+}
+
+struct writes_res {
+    long write, writev, sock_write, waiting_write, raw_write;
+    int raw_errno, pending_after[4], blocked_inside;
+};
+
+static int writes_main(void *arg)
+{
+    struct writes_res *r = arg;
+    r->blocked_inside = sigpipe_blocked();
+    int fd = broken_pipe();
+    r->write = urt_write(fd, "x", 1, -1);
+    r->pending_after[0] = sigpipe_pending();
+    struct iovec iov[2] = { { "ab", 2 }, { "c", 1 } };
+    r->writev = urt_writev(fd, iov, 2, -1);
+    r->pending_after[1] = sigpipe_pending();
+    close(fd);
+    /* write(2) on a socket has no MSG_NOSIGNAL either */
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv))
+        return -1;
+    close(sv[1]);
+    r->sock_write = urt_write(sv[0], "x", 1, -1);
+    r->pending_after[2] = sigpipe_pending();
+    close(sv[0]);
+    /* a write waiting for room in a full pipe when the reader goes */
+    int p[2];
+    if (pipe(p))
+        return -1;
+    fcntl(p[1], F_SETFL, O_NONBLOCK);
+    char fill[4096];
+    memset(fill, 'f', sizeof fill);
+    while (write(p[1], fill, sizeof fill) > 0)
+        ;
+    fcntl(p[1], F_SETFL, 0);
+    struct blocked_write_arg ba = { p[1], 99 };
+    urt_task *t = urt_spawn(blocked_write, &ba);
+    urt_sleep(URT_MSEC(5));
+    EXPECT_EQ(ba.res, 99);   /* still waiting */
+    close(p[0]);
+    EXPECT_EQ(urt_join(t), 0);
+    r->waiting_write = ba.res;
+    r->pending_after[3] = sigpipe_pending();
+    close(p[1]);
+    /* a task's own write(2): EPIPE, its signal held off until urt_run ends (and dropped) */
+    fd = broken_pipe();
+    r->raw_write = write(fd, "x", 1);
+    r->raw_errno = errno;
+    close(fd);
+    return 0;
+}
+
+UT_TEST(write_to_gone_reader_is_epipe_not_sigpipe)
+{
+    signal(SIGPIPE, SIG_DFL);   /* the default action would end this child */
+    struct writes_res r;
+    memset(&r, 0, sizeof r);
+    assert_int_equal(urt_run(writes_main, &r, NULL), 0);
+    assert_int_equal(r.blocked_inside, 1);
+    assert_int_equal(r.write, -EPIPE);
+    assert_int_equal(r.writev, -EPIPE);
+    assert_int_equal(r.sock_write, -EPIPE);
+    assert_int_equal(r.waiting_write, -EPIPE);
+    assert_int_equal(r.raw_write, -1);
+    assert_int_equal(r.raw_errno, EPIPE);
+    for (int i = 0; i < 4; i++)
+        if (r.pending_after[i])
+            fail_msg("SIGPIPE left pending after write %d", i);
+    assert_false(sigpipe_pending());
+    assert_false(sigpipe_blocked());   /* the caller's mask again */
+}
+
+struct sends_res {
+    long send, sendmsg, send_recv, tcp_send[4];
+    size_t sent;
+    int pending;
+};
+
+static int sends_main(void *arg)
+{
+    struct sends_res *r = arg;
+    char buf[16] = "x";
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv))
+        return -1;
+    close(sv[1]);
+    r->send = urt_send(sv[0], buf, 1, 0);   /* no MSG_NOSIGNAL from the caller */
+    struct iovec iov = { buf, 1 };
+    struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
+    r->sendmsg = urt_sendmsg(sv[0], &mh, 0);
+    r->sent = 99;
+    r->send_recv = urt_send_recv(sv[0], buf, 1, buf, sizeof buf, 0, &r->sent);
+    close(sv[0]);
+    /* TCP: the peer closes; the sends after its FIN draw a reset, then EPIPE */
+    struct sockaddr_in addr;
+    int lfd = ut_tcp_listener(4, &addr);
+    int cfd = urt_socket(AF_INET, SOCK_STREAM, 0);
+    EXPECT_EQ(urt_connect(cfd, (struct sockaddr *)&addr, sizeof addr), 0);
+    int sfd = urt_accept(lfd, NULL, NULL, 0);
+    EXPECT(sfd >= 0);
+    close(sfd);
+    for (int i = 0; i < 4; i++) {
+        r->tcp_send[i] = urt_send(cfd, buf, 1, 0);
+        urt_sleep(URT_MSEC(2));
+    }
+    urt_close(cfd);
+    close(lfd);
+    r->pending = sigpipe_pending();
+    return 0;
+}
+
+UT_TEST(send_to_gone_peer_is_epipe_not_sigpipe)
+{
+    signal(SIGPIPE, SIG_DFL);
+    struct sends_res r;
+    memset(&r, 0, sizeof r);
+    assert_int_equal(urt_run(sends_main, &r, NULL), 0);
+    assert_int_equal(r.send, -EPIPE);
+    assert_int_equal(r.sendmsg, -EPIPE);
+    assert_int_equal(r.send_recv, -EPIPE);
+    assert_int_equal(r.sent, 0);
+    /* the first send may go out before the FIN is seen; a later one meets the reset (ECONNRESET)
+       or the dead socket (EPIPE) */
+    assert_int_equal(r.tcp_send[3], -EPIPE);
+    assert_false(r.pending);
+    assert_false(sigpipe_pending());
+}
+
+static int one_broken_write(void *arg)
+{
+    long *res = arg;
+    int fd = broken_pipe();
+    *res = urt_write(fd, "x", 1, -1);
+    close(fd);
+    return 0;
+}
+
+UT_TEST(program_sigpipe_handler_works_outside_urt_run)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_sigpipe;
+    sigemptyset(&sa.sa_mask);
+    assert_int_equal(sigaction(SIGPIPE, &sa, NULL), 0);
+    long res = 0;
+    assert_int_equal(urt_run(one_broken_write, &res, NULL), 0);
+    assert_int_equal(res, -EPIPE);
+    assert_int_equal(sigpipe_handled, 0);   /* urt's own SIGPIPE: taken back, never delivered */
+    assert_false(sigpipe_blocked());
+    /* the program's own write after urt_run: its handler runs */
+    int fd = broken_pipe();
+    assert_int_equal(write(fd, "x", 1), -1);
+    assert_int_equal(errno, EPIPE);
+    assert_int_equal(sigpipe_handled, 1);
+    close(fd);
+    /* and once more after a second urt_run */
+    assert_int_equal(urt_run(one_broken_write, &res, NULL), 0);
+    assert_int_equal(res, -EPIPE);
+    assert_int_equal(sigpipe_handled, 1);
+    fd = broken_pipe();
+    assert_int_equal(write(fd, "x", 1), -1);
+    assert_int_equal(sigpipe_handled, 2);
+    close(fd);
+}
+
+UT_TEST(program_pending_sigpipe_is_not_taken)
+{
+    signal(SIGPIPE, SIG_DFL);
+    sigset_t s;
+    sigemptyset(&s);
+    sigaddset(&s, SIGPIPE);
+    assert_int_equal(pthread_sigmask(SIG_BLOCK, &s, NULL), 0);
+    /* the program's own SIGPIPE, pending (blocked) when urt_run begins */
+    int fd = broken_pipe();
+    assert_int_equal(write(fd, "x", 1), -1);
+    close(fd);
+    assert_true(sigpipe_pending());
+    long res = 0;
+    assert_int_equal(urt_run(one_broken_write, &res, NULL), 0);
+    assert_int_equal(res, -EPIPE);
+    assert_true(sigpipe_blocked());   /* it was blocked before: it stays so */
+    assert_true(sigpipe_pending());   /* the program's, still there */
+    struct timespec zero = { 0, 0 };
+    assert_int_equal(sigtimedwait(&s, NULL, &zero), SIGPIPE);
+    assert_false(sigpipe_pending());
+    /* blocked by the caller, none pending: urt's own is taken back, the block stays */
+    assert_int_equal(urt_run(one_broken_write, &res, NULL), 0);
+    assert_int_equal(res, -EPIPE);
+    assert_true(sigpipe_blocked());
+    assert_false(sigpipe_pending());
+}
+
+static int threads_sigpipe_main(void *arg)
+{
+    (void)arg;
+    EXPECT(sigpipe_blocked());
+    for (int i = 0; i < 50; i++) {
+        int fd = broken_pipe();
+        EXPECT_EQ(urt_write(fd, "x", 1, -1), -EPIPE);
+        EXPECT(!sigpipe_pending());
+        close(fd);
+        int sv[2];
+        if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv))
+            return -1;
+        close(sv[1]);
+        EXPECT_EQ(urt_send(sv[0], "x", 1, 0), -EPIPE);
+        EXPECT_EQ(urt_write(sv[0], "x", 1, -1), -EPIPE);
+        EXPECT(!sigpipe_pending());
+        close(sv[0]);
+        urt_yield();
+    }
+    return 0;
+}
+
+UT_TEST(sigpipe_in_run_threads)
+{
+    UT_NOT_UNDER_VALGRIND();
+    signal(SIGPIPE, SIG_DFL);
+    assert_int_equal(urt_run_threads(2, threads_sigpipe_main, NULL, NULL), 0);
+    assert_false(sigpipe_pending());
+    assert_false(sigpipe_blocked());
+    /* the program's handler still applies on this thread */
+    signal(SIGPIPE, on_sigpipe);
+    int fd = broken_pipe();
+    assert_int_equal(write(fd, "x", 1), -1);
+    assert_int_equal(sigpipe_handled, 1);
+    close(fd);
+}
+
+struct sigwait_res {
+    int signo;
+    long write;
+};
+
+static int wait_sigpipe(void *arg)
+{
+    struct sigwait_res *r = arg;
+    sigset_t s;
+    sigemptyset(&s);
+    sigaddset(&s, SIGPIPE);
+    r->signo = urt_signal_wait(&s);
+    return 0;
+}
+
+static int sigwait_main(void *arg)
+{
+    struct sigwait_res *r = arg;
+    urt_task *t = urt_spawn(wait_sigpipe, r);
+    urt_sleep(URT_MSEC(5));
+    int fd = broken_pipe();
+    r->write = urt_write(fd, "x", 1, -1);
+    close(fd);
+    uint64_t old = urt_deadline(urt_now() + URT_SEC(5));
+    EXPECT_EQ(urt_join(t), 0);
+    urt_deadline(old);
+    return 0;
+}
+
+UT_TEST(signal_wait_for_sigpipe_receives_urts)
+{
+    signal(SIGPIPE, SIG_DFL);
+    struct sigwait_res r = { 0, 0 };
+    assert_int_equal(urt_run(sigwait_main, &r, NULL), 0);
+    assert_int_equal(r.write, -EPIPE);
+    assert_int_equal(r.signo, SIGPIPE);   /* asked for through urt_signal_wait: left for it */
+    assert_true(sigpipe_blocked());       /* as urt_signal_wait says: blocked from then on */
+    assert_false(sigpipe_pending());
+}
+
 /* ---- urt_send_recv: the send and the next recv as one linked pair ------------------------- */
 
 /* The peer of an exchange, a plain thread: reads a 4-byte length and that many bytes, answers
@@ -1993,6 +2307,12 @@ int main(void)
         cmocka_unit_test(poll_readiness),
         cmocka_unit_test(bad_fds_and_buffers_are_errors),
         cmocka_unit_test(peer_vanished),
+        cmocka_unit_test(write_to_gone_reader_is_epipe_not_sigpipe),
+        cmocka_unit_test(send_to_gone_peer_is_epipe_not_sigpipe),
+        cmocka_unit_test(program_sigpipe_handler_works_outside_urt_run),
+        cmocka_unit_test(program_pending_sigpipe_is_not_taken),
+        cmocka_unit_test(sigpipe_in_run_threads),
+        cmocka_unit_test(signal_wait_for_sigpipe_receives_urts),
         cmocka_unit_test(send_recv_exchanges),
         cmocka_unit_test(send_recv_cancel_deadline_close_in_either_half),
         cmocka_unit_test(send_recv_cancelled_in_the_same_batch),

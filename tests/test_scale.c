@@ -115,7 +115,7 @@ static void run_live(size_t stack_size, double max_bytes, double max_faults)
     double faults = (double)(LR.flt_100k - LR.flt_before) / 100000.0;
     UT_NOTE("  stack %zu: mappings %ld at 1,000 live tasks, %ld at 100,000; %.0f bytes and %.3f "
             "page faults per idle task\n", stack_size, LR.maps_1k, LR.maps_100k, bytes, faults);
-    EXPECT_EQ(LR.wait_status, -ECANCELED);   /* the group's status after urt_group_cancel */
+    EXPECT_EQ(LR.wait_status, 0);   /* a deliberate urt_group_cancel is not an error */
     EXPECT_EQ(LR.woke, 100000);
     /* An arena is 32 MiB: 100,000 default stacks take ~200 arenas, which the kernel may merge,
        but never one mapping per stack. */
@@ -182,7 +182,9 @@ UT_TEST_T(million_spawn_join_cycles_reuse_stacks, 90)
             "%ld KiB\n", (unsigned long long)r.mapped_warm, r.rss_warm,
             (unsigned long long)r.mapped_end, r.rss_end);
     EXPECT(r.mapped_end == r.mapped_warm);
-    EXPECT(r.mapped_end <= 102);
+    /* 101 in use, and at most one batch carved ahead of demand (16, or a quarter of those
+       carved when more) */
+    EXPECT(r.mapped_end <= 101 + 32);
     EXPECT(r.rss_end - r.rss_warm < 1024);   /* nothing grows with the number of cycles */
 }
 

@@ -342,8 +342,9 @@ UT_TEST(stacks_reused_sequential_spawn_join)
     assert_int_equal(urt_run(stacks_seq_main, &s, NULL), 0);
     assert_int_equal(s.bad, 0);
     assert_int_equal(s.spawned, 10001);
-    /* main's stack and one reused for every task (a few spare allowed) */
-    assert_true(s.mapped_seq <= 4);
+    /* one stack reused for every task: never more than main's and the first batch carved
+       (stacks come ready in batches of at least 16) */
+    assert_true(s.mapped_seq <= 1 + 16);
     assert_true(s.pooled_seq >= 1);
 }
 

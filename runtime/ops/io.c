@@ -26,6 +26,15 @@ static void defined_iov(const struct iovec *iov, int iovcnt, size_t n)
     }
 }
 
+/* A write that met a reader that has gone raised SIGPIPE in this thread, where urt_run blocks it:
+   take it back (run.c). Sends never raise one: they carry MSG_NOSIGNAL. */
+static inline ssize_t no_sigpipe(int res)
+{
+    if (unlikely(res == -EPIPE))
+        urt__sigpipe_consume(urt__rt);
+    return res;
+}
+
 /* The calls whose only finish is "return the result". */
 static int simple(enum urt__op_kind kind, int fd, const void *buf, uint32_t len, int flags,
                   uint64_t off)
@@ -53,7 +62,7 @@ ssize_t urt_read(int fd, void *buf, size_t len, int64_t offset)
 
 ssize_t urt_write(int fd, const void *buf, size_t len, int64_t offset)
 {
-    return simple(URT__OP_WRITE, fd, buf, rw_len(len), 0, (uint64_t)offset);
+    return no_sigpipe(simple(URT__OP_WRITE, fd, buf, rw_len(len), 0, (uint64_t)offset));
 }
 
 ssize_t urt_readv(int fd, const struct iovec *iov, int iovcnt, int64_t offset)
@@ -75,7 +84,7 @@ ssize_t urt_writev(int fd, const struct iovec *iov, int iovcnt, int64_t offset)
 {
     if (iovcnt < 0 || iovcnt > IOV_MAX)
         return -EINVAL;
-    return simple(URT__OP_WRITEV, fd, iov, (uint32_t)iovcnt, 0, (uint64_t)offset);
+    return no_sigpipe(simple(URT__OP_WRITEV, fd, iov, (uint32_t)iovcnt, 0, (uint64_t)offset));
 }
 
 ssize_t urt_recv(int fd, void *buf, size_t len, int flags)
@@ -93,7 +102,7 @@ ssize_t urt_recv(int fd, void *buf, size_t len, int flags)
 
 ssize_t urt_send(int fd, const void *buf, size_t len, int flags)
 {
-    return simple(URT__OP_SEND, fd, buf, rw_len(len), flags, 0);
+    return simple(URT__OP_SEND, fd, buf, rw_len(len), flags | MSG_NOSIGNAL, 0);
 }
 
 ssize_t urt_recvmsg(int fd, struct msghdr *msg, int flags)
@@ -121,7 +130,7 @@ ssize_t urt_sendmsg(int fd, const struct msghdr *msg, int flags)
 {
     if (!msg)
         return -EFAULT;
-    return simple(URT__OP_SENDMSG, fd, msg, 1, flags, 0);
+    return simple(URT__OP_SENDMSG, fd, msg, 1, flags | MSG_NOSIGNAL, 0);
 }
 
 int urt_accept(int fd, struct sockaddr *addr, socklen_t *addrlen, int flags)

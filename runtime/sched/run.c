@@ -1,5 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* run.c - starting and ending a runtime on the calling thread; its counters. */
+#include <pthread.h>
+#include <signal.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +21,71 @@ static __thread struct urt_stats last_stats;
 #define DEFAULT_RING_ENTRIES 256
 #define DEFAULT_STACK_SIZE   (64 * 1024)
 #define DEFAULT_POOL_MAX     4096
+
+/*
+ * SIGPIPE. A write to a pipe or socket whose reader has gone raises it in the thread that ran the
+ * write: for a request on the ring, the thread that submitted it (or an io-wq worker, which
+ * blocks every signal). Its default action ends the process, so while a runtime runs SIGPIPE is
+ * blocked in its thread; the one a urt call caused is taken back after the -EPIPE it came with
+ * (urt__sigpipe_consume), anything left (a task's own write(2)) when urt_run ends, and then the
+ * thread's SIGPIPE goes back to blocked or not as the caller had it. Sends carry MSG_NOSIGNAL.
+ * sigtimedwait takes the thread's own pending SIGPIPE before the process's: a kill(2) can only be
+ * taken instead when every thread blocks SIGPIPE and no write of ours left one.
+ */
+static __thread bool sigpipe_keep;      /* consume none: the caller's is pending, or a task
+                                           receives SIGPIPE through urt_signal_wait          */
+static __thread bool sigpipe_unblock;   /* the caller had SIGPIPE unblocked                   */
+
+static void sigpipe_set(sigset_t *set)
+{
+    sigemptyset(set);
+    sigaddset(set, SIGPIPE);
+}
+
+static void sigpipe_begin(void)
+{
+    sigset_t set, old, pending;
+    sigpipe_set(&set);
+    pthread_sigmask(SIG_BLOCK, &set, &old);
+    sigpipe_unblock = !sigismember(&old, SIGPIPE);
+    sigpipe_keep = sigpending(&pending) == 0 && sigismember(&pending, SIGPIPE);
+}
+
+static void consume_here(struct urt_runtime *rt, void *arg)
+{
+    (void)rt;
+    (void)arg;
+    sigset_t set;
+    sigpipe_set(&set);
+    struct timespec zero = { 0, 0 };
+    int saved = errno;
+    while (sigtimedwait(&set, NULL, &zero) < 0 && errno == EINTR)
+        ;
+    errno = saved;
+}
+
+void urt__sigpipe_consume(struct urt_runtime *rt)
+{
+    if (!sigpipe_keep)
+        urt__on_sched_stack(rt, consume_here, NULL);   /* libc: not on a compact stack */
+}
+
+void urt__sigpipe_wanted(void)
+{
+    sigpipe_keep = true;
+    sigpipe_unblock = false;   /* urt_signal_wait: blocked "from then on" */
+}
+
+static void sigpipe_end(void)
+{
+    if (!sigpipe_keep)
+        consume_here(NULL, NULL);
+    if (sigpipe_unblock) {
+        sigset_t set;
+        sigpipe_set(&set);
+        pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+    }
+}
 
 int urt_run(urt_fn main_fn, void *arg, const struct urt_config *cfg)
 {
@@ -55,6 +122,7 @@ int urt__run(urt_fn main_fn, void *arg, const struct urt_config *cfg, struct urt
     rt->cfg = c;
     rt->default_slot = urt__stack_round(c.stack_size);
     rt->stacks.warm_max = c.stack_pool_max;
+    rt->stacks.prep = urt__stack_prep_from_env();
     rt->coarse_slack = urt__coarse_slack();
     struct urt__backend_config bc = {
         .entries = c.ring_entries, .quiet = c.quiet != 0, .stats = &rt->st, .ctx = rt,
@@ -70,6 +138,7 @@ int urt__run(urt_fn main_fn, void *arg, const struct urt_config *cfg, struct urt
         free(rt);
         return -ENOMEM;
     }
+    sigpipe_begin();
     urt__rt = rt;
 #if defined(__SANITIZE_THREAD__)
     rt->sched_tsan_fiber = __tsan_get_current_fiber();
@@ -115,6 +184,7 @@ int urt__run(urt_fn main_fn, void *arg, const struct urt_config *cfg, struct urt
         urt__backend_close(rt->backend);
         urt__overflow_exit(rt);
         urt__rt = NULL;
+        sigpipe_end();
         return ret;
     }
     while (rt->all_tasks)
@@ -129,6 +199,7 @@ int urt__run(urt_fn main_fn, void *arg, const struct urt_config *cfg, struct urt
     last_stats = rt->st;
     urt__rt = NULL;
     free(rt);
+    sigpipe_end();
     return ret;
 }
 

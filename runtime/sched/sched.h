@@ -16,6 +16,7 @@
 #include "backend/backend.h"
 #include "switch/context.h"
 #include "switch/stack.h"
+#include "sched/scope.h"
 #include "sched/task.h"
 #include "sched/timer.h"
 
@@ -125,11 +126,14 @@ static inline bool urt__passed(const struct urt_runtime *rt, uint64_t deadline)
 /* -ECANCELED or -ETIMEDOUT when a blocking call may not start, else 0. */
 static inline int urt__check_blocking(struct urt_task *t)
 {
+    int err = 0;
     if (unlikely(t->flags & URT__CANCELLED))
-        return -ECANCELED;
-    if (unlikely(t->deadline != 0) && urt__passed(urt__rt, t->deadline))
-        return -ETIMEDOUT;
-    return 0;
+        err = -ECANCELED;
+    else if (unlikely(t->deadline != 0) && urt__passed(urt__rt, t->deadline))
+        err = -ETIMEDOUT;
+    if (unlikely(err && t->scope))
+        urt__scope_blame(t, err);
+    return err;
 }
 
 /* The current task waits until someone readies it (and anything that was ready runs). */
@@ -166,6 +170,12 @@ void urt__sched_drain(struct urt_runtime *rt, const bool *flag);
    set and index). */
 int urt__run(urt_fn main_fn, void *arg, const struct urt_config *cfg, struct urt__set *set,
              int index);
+/* run.c: SIGPIPE. urt__run blocks it in its thread, where the kernel sends the one a write to a
+   reader that has gone raises. After such an -EPIPE, urt__sigpipe_consume takes it (on the
+   scheduler's stack), unless one was pending when urt_run began (the caller's) or a task asked
+   for SIGPIPE through urt_signal_wait (urt__sigpipe_wanted: then it is left for that call). */
+void urt__sigpipe_consume(struct urt_runtime *rt);
+void urt__sigpipe_wanted(void);
 
 /* threads.c: what a runtime of a set does when it starts and when its first task returns. */
 void urt__set_started(struct urt_runtime *rt);

@@ -283,6 +283,12 @@ void urt__cancel(struct urt_runtime *rt, struct urt_task *t)
 {
     if (t->state == URT__DONE)
         return;
+    t->flags |= URT__CANCEL_CALLED;
+    if (unlikely(t->scope != NULL)) {
+        urt__scope_update(rt, t);   /* a shield may hold it off until it exits */
+        if (!(t->flags & URT__CANCELLED))
+            return;
+    }
     t->flags |= URT__CANCELLED;
     urt__interrupt(rt, t);
 }

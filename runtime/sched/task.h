@@ -30,17 +30,20 @@ enum urt__wait_kind {
 };
 
 enum urt__task_flags {
-    URT__CANCELLED   = 1u << 0,  /* urt_cancel was called: blocking calls fail            */
+    URT__CANCELLED   = 1u << 0,  /* blocking calls fail: urt_cancel or a scope's cancel,
+                                    unless a shield holds them off (scope.c keeps it)       */
     URT__DETACHED    = 1u << 1,  /* releases itself at exit                                 */
     URT__JOINED      = 1u << 2,  /* a joiner holds it; a second join is an error            */
     URT__TIMED_OUT   = 1u << 3,  /* its deadline fired during the current blocking call     */
     URT__KILL_SENT   = 1u << 4,  /* its current operation has been asked to end             */
     URT__IN_GROUP    = 1u << 5,  /* belongs to a group, which collects its status           */
+    URT__CANCEL_CALLED = 1u << 6, /* urt_cancel was called (sticky; shields hide it)         */
 };
 
 struct urt_task;
 struct urt_runtime;
 struct urt__waiter;
+struct urt__scope;
 
 /*
  * A wait on a kernel operation, as the scheduler sees it (the operation itself is the ops
@@ -65,7 +68,8 @@ struct urt_task {
     uint32_t             heap_index;  /* position in the timer heap + 1; 0 = not armed;
                                          URT__IN_FIFO = in the timers' in-order list           */
     void                *wait;        /* struct urt__io_wait * or struct urt__waiter *          */
-    uint64_t             deadline;    /* absolute ns, 0 = none                                 */
+    uint64_t             deadline;    /* absolute ns, 0 = none: the earliest that applies, of
+                                         base_deadline and the open scopes' (scope.c)         */
     uint64_t             wake_at;     /* key in the timer heap while armed                     */
     uint64_t             parked_at;   /* the scheduler's clock when it last parked (urt_dump)  */
     struct urt__stack    stack;       /* its guard is read at every switch away                */
@@ -86,6 +90,8 @@ struct urt_task {
     struct urt_task     *all_prev, *all_next;   /* every live task, for shutdown and dumps     */
     void                *asan_fake_stack;
     void                *tsan_fiber;  /* ThreadSanitizer builds: the task's fiber             */
+    struct urt__scope   *scope;       /* the innermost open cancel scope, NULL for none        */
+    uint64_t             base_deadline;   /* urt_deadline's, the outermost scope               */
     char                 name[32];
 };
 

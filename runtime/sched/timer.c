@@ -232,7 +232,12 @@ uint64_t urt_deadline(uint64_t abs_ns)
     struct urt_task *self = urt__self();
     if (!self)
         return 0;
-    uint64_t old = self->deadline;
+    uint64_t old = self->base_deadline;
+    self->base_deadline = abs_ns;
+    if (unlikely(self->scope != NULL)) {
+        urt__scope_update(urt__rt, self);   /* the outermost scope: the earliest still wins */
+        return old;
+    }
     self->deadline = abs_ns;
     /* A timer left armed by an earlier call stays when the deadline moves later: it will follow
        the deadline when it fires (urt__timers_expire). Earlier, or none: it must go. */

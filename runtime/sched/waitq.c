@@ -18,12 +18,14 @@ void urt__wq_remove(struct urt__waiter *w)
 
 struct urt__waiter *urt__wq_pop(struct urt__wqueue *q)
 {
-    struct urt__link *l = urt__list_pop(&q->list);
-    if (!l)
-        return NULL;
-    struct urt__waiter *w = urt__container_of(l, struct urt__waiter, link);
-    w->queue = NULL;
-    return w;
+    struct urt__link *l;
+    while ((l = urt__list_pop(&q->list))) {
+        struct urt__waiter *w = urt__container_of(l, struct urt__waiter, link);
+        w->queue = NULL;
+        if (likely(!w->claim) || urt__claim(w->claim, w->claim_as))
+            return w;
+    }
+    return NULL;
 }
 
 void urt__wq_wake(struct urt_runtime *rt, struct urt__waiter *w, int result)
@@ -32,7 +34,9 @@ void urt__wq_wake(struct urt_runtime *rt, struct urt__waiter *w, int result)
         urt__wq_remove(w);
     w->result = result;
     w->done = true;
-    if (w->task->state == URT__PARKED && w->task->wait == w)
+    struct urt__waiter *m = w->master ? w->master : w;
+    m->done = true;
+    if (w->task->state == URT__PARKED && w->task->wait == m)
         urt__ready(rt, w->task);
 }
 

@@ -21,7 +21,21 @@ struct urt__waiter {
     const void         *obj;     /* for urt_dump: the task, channel or group waited on          */
     int                 result;
     bool                done;
+    /* A select's waits, one per case, of which one only may be served: a waker first claims
+       *claim (from -1 to claim_as), and a waiter whose claim fails is skipped as gone. The
+       task parks on master, which a served waiter's wake-up marks done. */
+    int                *claim;
+    int                 claim_as;
+    struct urt__waiter *master;
 };
+
+/* Claims a select's waiter for its waker: true, or false when another case was served first. */
+static inline bool urt__claim(int *claim, int as)
+{
+    int none = -1;
+    return !claim || __atomic_compare_exchange_n(claim, &none, as, false, __ATOMIC_ACQ_REL,
+                                                 __ATOMIC_ACQUIRE);
+}
 
 struct urt__wqueue {
     struct urt__list list;
@@ -29,6 +43,7 @@ struct urt__wqueue {
 
 void urt__wq_push(struct urt__wqueue *q, struct urt__waiter *w);
 void urt__wq_remove(struct urt__waiter *w);
+/* The oldest waiter, claimed (a select's that lost its claim are dropped), or NULL. */
 struct urt__waiter *urt__wq_pop(struct urt__wqueue *q);
 /* Takes w off its queue (if still on one), hands it result and readies its task. */
 void urt__wq_wake(struct urt_runtime *rt, struct urt__waiter *w, int result);

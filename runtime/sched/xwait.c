@@ -4,6 +4,7 @@
 
 #include "base/fault.h"
 #include "sched/inbox.h"
+#include "sched/waitq.h"
 #include "sched/sched.h"
 #include "sched/xwait.h"
 
@@ -21,12 +22,14 @@ static void xq_remove(struct urt__xwaiter *w)
 
 struct urt__xwaiter *urt__xq_pop(struct urt__xqueue *q)
 {
-    struct urt__link *l = urt__list_pop(&q->list);
-    if (!l)
-        return NULL;
-    struct urt__xwaiter *w = urt__container_of(l, struct urt__xwaiter, link);
-    w->queue = NULL;
-    return w;
+    struct urt__link *l;
+    while ((l = urt__list_pop(&q->list))) {
+        struct urt__xwaiter *w = urt__container_of(l, struct urt__xwaiter, link);
+        w->queue = NULL;
+        if (likely(!w->claim) || urt__claim(w->claim, w->claim_as))
+            return w;
+    }
+    return NULL;
 }
 
 /* ---- waking ---- */
@@ -41,8 +44,10 @@ struct wake_post {
 /* The task still waits where the wake-up was meant for: ready it. */
 static void wake_if_waiting(struct urt_runtime *rt, struct urt_task *t, uint64_t id, uint32_t seq)
 {
+    /* (A select parks as a queue wait, on its master waiter; the sequence number tells.) */
     if (t->magic == URT__TASK_MAGIC && t->id == id && t->wait_seq == seq &&
-        t->state == URT__PARKED && t->wait_kind == URT__WAIT_SHARED)
+        t->state == URT__PARKED &&
+        (t->wait_kind == URT__WAIT_SHARED || t->wait_kind == URT__WAIT_QUEUE))
         urt__ready(rt, t);
 }
 
@@ -130,6 +135,12 @@ void urt__xwake(struct urt__xwaiter *w, int result)
 
 /* ---- waiting ---- */
 
+static void ignore(struct urt_runtime *rt, struct urt_task *t)
+{
+    (void)rt;
+    (void)t;
+}
+
 static void interrupt(struct urt_runtime *rt, struct urt_task *t)
 {
     struct urt__xwaiter *w = urt__container_of(t->wait, struct urt__xwaiter, hook);
@@ -148,8 +159,8 @@ int urt__xwait(struct urt_runtime *rt, struct urt__xqueue *q, urt__lock *lock,
                struct urt__xwaiter *w)
 {
     struct urt_task *self = rt->current;
-    int err = urt__check_blocking(self);
-    if (!err && self->deadline && urt__deadline_arm(&rt->timers, self) < 0)
+    int err = w->nointr ? 0 : urt__check_blocking(self);
+    if (!err && !w->nointr && self->deadline && urt__deadline_arm(&rt->timers, self) < 0)
         err = -ENOMEM;
     /* (Made under the primitive's lock: allocating on the scheduler's stack runs no task.) */
     struct urt__inbox *inbox = err ? NULL : urt__inbox_of(rt);
@@ -159,7 +170,7 @@ int urt__xwait(struct urt_runtime *rt, struct urt__xqueue *q, urt__lock *lock,
         urt__lock_give(lock);
         return err;
     }
-    w->hook.interrupt = interrupt;
+    w->hook.interrupt = w->nointr ? ignore : interrupt;
     w->lock = lock;
     w->rt = rt;
     w->inbox = inbox;

@@ -39,9 +39,12 @@ struct urt__xwaiter {
     int                  done;     /* atomic                                                  */
     const char          *what;     /* for urt_dump                                            */
     const void          *obj;
+    bool                 nointr;   /* set by the caller: cancel and deadline leave it waiting */
+    int                 *claim;    /* a select's: as in waitq.h                               */
+    int                  claim_as;
 };
 
-/* Under the primitive's lock. */
+/* Under the primitive's lock. xq_pop claims as urt__wq_pop does. */
 void urt__xq_push(struct urt__xqueue *q, struct urt__xwaiter *w);
 struct urt__xwaiter *urt__xq_pop(struct urt__xqueue *q);
 /* Hands w its result and gets its task going (on its own runtime, or through that runtime's
@@ -50,8 +53,10 @@ void urt__xwake(struct urt__xwaiter *w, int result);
 
 /*
  * Parks the current task on q, whose lock (held by the caller) is `lock`, until urt__xwake, its
- * cancellation or its deadline. Releases the lock while it waits and returns without it. Returns
- * the waker's result, or -ECANCELED / -ETIMEDOUT / -ENOMEM (w is then off the queue).
+ * cancellation or its deadline (unless w->nointr: a wait that must end only by its waker, such
+ * as taking back a mutex in a condition wait). Releases the lock while it waits and returns
+ * without it. Returns the waker's result, or -ECANCELED / -ETIMEDOUT / -ENOMEM (w is then off
+ * the queue).
  */
 int urt__xwait(struct urt_runtime *rt, struct urt__xqueue *q, urt__lock *lock,
                struct urt__xwaiter *w);

@@ -16,7 +16,9 @@
 #include <string.h>
 
 #include "base/fault.h"
+#include "sched/inbox.h"
 #include "sched/sched.h"
+#include "sched/timer.h"
 #include "sched/waitq.h"
 #include "sched/xwait.h"
 
@@ -311,4 +313,228 @@ void urt_chan_free(urt_chan *c)
     urt_chan_close(c);
     urt__sched_free(rt, c->buf);
     urt__sched_free(rt, c);
+}
+
+/* ---- select ---- */
+
+/* A select picks among its ready cases at random (xorshift, per thread): each is as likely as
+   the others, as in Go. */
+static __thread uint64_t select_rng;
+
+/* A random number below n. */
+static unsigned random_below(unsigned n)
+{
+    uint64_t x = select_rng;
+    if (unlikely(!x))
+        x = urt_now() | 1;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    select_rng = x;
+    return (unsigned)(((x >> 32) * n) >> 32);
+}
+
+/* Whether a case looks ready (locks held): a waiter it would meet may turn out to be another
+   select's, already served, and then the case is not ready after all. */
+static bool looks_ready(const struct urt_case *k)
+{
+    const urt_chan *c = k->chan;
+    if (c->closed)
+        return true;
+    if (k->op == URT_RECV)
+        return c->count || (c->shared ? c->xsenders.list.head : c->senders.list.head);
+    return c->count < c->cap || (c->shared ? c->xreceivers.list.head : c->receivers.list.head);
+}
+
+/* A case's wait: on a local channel's queue, or on a shared one's. */
+union case_wait {
+    struct urt__waiter  local;
+    struct urt__xwaiter shared;
+};
+
+/* The shared channels of a select, each once, in address order: they are locked in that order
+   by every select, so that two selects over the same channels cannot deadlock. */
+static int lock_order(const struct urt_case *cases, int n, urt_chan **out)
+{
+    int m = 0;
+    for (int i = 0; i < n; i++) {
+        urt_chan *c = cases[i].chan;
+        if (!c->shared)
+            continue;
+        int j = m;
+        while (j > 0 && out[j - 1] > c)
+            j--;
+        if (j > 0 && out[j - 1] == c)
+            continue;
+        memmove(&out[j + 1], &out[j], (size_t)(m - j) * sizeof *out);
+        out[j] = c;
+        m++;
+    }
+    return m;
+}
+
+static void lock_all(urt_chan **locks, int m)
+{
+    for (int i = 0; i < m; i++)
+        urt__lock_take(&locks[i]->lock);
+}
+
+static void unlock_all(urt_chan **locks, int m)
+{
+    for (int i = m; i-- > 0;)
+        urt__lock_give(&locks[i]->lock);
+}
+
+/* Case i tried without waiting: 0, -EPIPE, or -EAGAIN when it would wait. Locks held. */
+static int try_case(struct urt_runtime *rt, const struct urt_case *k)
+{
+    urt_chan *c = k->chan;
+    if (k->op == URT_RECV)
+        return c->shared ? recv_now_shared(c, k->elem) : recv_now(rt, c, k->elem);
+    return c->shared ? send_now_shared(c, k->elem) : send_now(rt, c, k->elem);
+}
+
+static int check_cases(struct urt_runtime *rt, const struct urt_case *cases, int n, bool *shared)
+{
+    if (!cases || n < 1 || n > URT_SELECT_MAX)
+        return -EINVAL;
+    *shared = false;
+    for (int i = 0; i < n; i++) {
+        const struct urt_case *k = &cases[i];
+        if (!k->chan || !k->elem || (k->op != URT_RECV && k->op != URT_SEND))
+            return -EINVAL;
+        if (k->chan->shared)
+            *shared = true;
+        else if (k->chan->owner != rt)
+            return -EXDEV;
+    }
+    return 0;
+}
+
+/* Waits on every case at once; the locks are held on entry and on return. */
+static int select_wait(struct urt_runtime *rt, struct urt_task *self, struct urt_case *cases,
+                       int n, bool shared, urt_chan **locks, int nlocks, union case_wait *ws)
+{
+    int claim = -1;
+    struct urt__waiter master = { .task = self, .what = "select", .obj = cases[0].chan };
+    struct urt__inbox *inbox = shared ? urt__inbox_of(rt) : NULL;
+    if (shared && !inbox)
+        return -ENOMEM;
+    if (self->deadline && urt__deadline_arm(&rt->timers, self) < 0)
+        return -ENOMEM;
+    uint32_t seq = ++self->wait_seq;
+    for (int i = 0; i < n; i++) {
+        urt_chan *c = cases[i].chan;
+        bool recv = cases[i].op == URT_RECV;
+        if (c->shared) {
+            ws[i].shared = (struct urt__xwaiter){
+                .lock = &c->lock, .elem = cases[i].elem, .rt = rt, .inbox = inbox, .task = self,
+                .id = self->id, .seq = seq, .what = "select", .obj = c, .claim = &claim,
+                .claim_as = i };
+            urt__xq_push(recv ? &c->xreceivers : &c->xsenders, &ws[i].shared);
+        } else {
+            ws[i].local = (struct urt__waiter){ .task = self, .elem = cases[i].elem,
+                                                .what = "select", .obj = c, .claim = &claim,
+                                                .claim_as = i, .master = &master };
+            urt__wq_push(recv ? &c->receivers : &c->senders, &ws[i].local);
+        }
+    }
+    self->flags &= ~URT__TIMED_OUT;
+    self->wait_kind = URT__WAIT_QUEUE;   /* a cancel, deadline or deadlock ends it on master */
+    self->wait = &master;
+    if (shared)
+        rt->shared_waiters++;
+    unlock_all(locks, nlocks);
+    for (;;) {
+        bool done = master.done;
+        for (int i = 0; i < n && !done; i++)
+            done = cases[i].chan->shared && __atomic_load_n(&ws[i].shared.done, __ATOMIC_ACQUIRE);
+        if (done)
+            break;
+        urt__park(rt);
+    }
+    if (shared)
+        rt->shared_waiters--;
+    self->wait_seq++;   /* a wake-up still on its way finds it changed */
+    self->wait_kind = URT__WAIT_NONE;
+    self->wait = NULL;
+    urt__timer_disarm(&rt->timers, self);
+    /* Served, or ended otherwise; with the locks held no waker is halfway through a case. */
+    lock_all(locks, nlocks);
+    int none = -1;
+    __atomic_compare_exchange_n(&claim, &none, -2, false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
+    int fired = __atomic_load_n(&claim, __ATOMIC_ACQUIRE);
+    for (int i = 0; i < n; i++) {
+        if (cases[i].chan->shared) {
+            if (ws[i].shared.queue)
+                urt__list_remove(&ws[i].shared.queue->list, &ws[i].shared.link);
+        } else if (ws[i].local.queue) {
+            urt__wq_remove(&ws[i].local);
+        }
+    }
+    if (fired >= 0) {
+        cases[fired].result = cases[fired].chan->shared ? ws[fired].shared.result
+                                                        : ws[fired].local.result;
+        return fired;
+    }
+    return master.result ? master.result : -ECANCELED;
+}
+
+int urt_select(struct urt_case *cases, int n)
+{
+    struct urt_runtime *rt = urt__rt;
+    struct urt_task *self = rt ? rt->current : NULL;
+    if (!self)
+        return -EPERM;
+    bool shared;
+    int err = check_cases(rt, cases, n, &shared);
+    if (!err)
+        err = urt__check_blocking(self);
+    if (err)
+        return err;
+    urt_chan *locks[URT_SELECT_MAX];
+    int nlocks = shared ? lock_order(cases, n, locks) : 0;
+    lock_all(locks, nlocks);
+    /* One of the ready cases, at random; should it not be ready after all, each in turn. */
+    unsigned char ready[URT_SELECT_MAX];
+    int nready = 0;
+    for (int i = 0; i < n; i++)
+        if (looks_ready(&cases[i]))
+            ready[nready++] = (unsigned char)i;
+    if (nready) {
+        int k = ready[random_below((unsigned)nready)];
+        int r = try_case(rt, &cases[k]);
+        for (int i = 0; r == -EAGAIN && i < n; i++)
+            r = try_case(rt, &cases[k = i]);
+        if (r != -EAGAIN) {
+            unlock_all(locks, nlocks);
+            cases[k].result = r;
+            return k;
+        }
+    }
+    /* None ready: a wait per case - on the stack for a few, else from the heap (a compact
+       task's stack has no room for 64). */
+    union case_wait few[4], *ws = few;
+    if (n > 4) {
+        unlock_all(locks, nlocks);   /* (allocating switches to the scheduler: no lock held) */
+        ws = urt__sched_calloc(rt, (size_t)n, sizeof *ws);
+        if (!ws)
+            return -ENOMEM;
+        /* Something may have become ready meanwhile: try again before waiting. */
+        lock_all(locks, nlocks);
+        for (int k = 0; k < n; k++) {
+            int r = try_case(rt, &cases[k]);
+            if (r != -EAGAIN) {
+                unlock_all(locks, nlocks);
+                urt__sched_free(rt, ws);
+                cases[k].result = r;
+                return k;
+            }
+        }
+    }
+    int ret = select_wait(rt, self, cases, n, shared, locks, nlocks, ws);
+    unlock_all(locks, nlocks);
+    if (ws != few)
+        urt__sched_free(rt, ws);
+    return ret;
 }

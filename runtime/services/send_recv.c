@@ -260,7 +260,8 @@ ssize_t urt_send_recv(int fd, const void *out, size_t out_len, void *in, size_t 
     p.recv.wait.interrupt = interrupt;
     p.send = (struct urt__op){ .on_complete = on_send, .kind = URT__OP_SEND,
                                .link = URT__LINK_SOFT, .fd = fd, .buf = (void *)out,
-                               .len = (uint32_t)out_len, .flags = flags | MSG_WAITALL };
+                               .len = (uint32_t)out_len,
+                               .flags = flags | MSG_WAITALL | MSG_NOSIGNAL };
     p.cancel_report.on_complete = on_cancel_done;
     p.send_result = 0;
     p.halves = 2;

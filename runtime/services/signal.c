@@ -17,6 +17,9 @@ int urt_signal_wait(const sigset_t *set)
         return err;
     /* A signalfd only receives signals that are blocked; the default action would run instead. */
     pthread_sigmask(SIG_BLOCK, set, NULL);
+    /* The SIGPIPEs urt's writes raise are then this call's to return, not urt's to discard. */
+    if (sigismember(set, SIGPIPE) == 1)
+        urt__sigpipe_wanted();
     int fd = signalfd(-1, set, SFD_CLOEXEC | SFD_NONBLOCK);
     if (fd < 0)
         return -errno;

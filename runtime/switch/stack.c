@@ -15,6 +15,15 @@
  * Compact stacks (under a page) share pages and rely on the canary alone, as do ordinary stacks
  * that got no guard.
  *
+ * New stacks are carved in batches that grow with demand (a burst of spawns gets bigger ones),
+ * and handed out ready: the batch's guards installed and the pages a new task touches first (the
+ * top page, with the task's header and first frames) populated, each in one system call for the
+ * whole batch - process_madvise over the calling process (Linux 6.13 accepts any advice there) -
+ * or, where that is refused, one madvise per range, and where MADV_POPULATE_WRITE (5.14) is
+ * refused, a write to each page. On a virtual machine a first touch costs microseconds, a page of
+ * a batched populate a fraction of that, and urt_spawn then takes no page fault at all. The
+ * batch's unused stacks wait in the pool: at most one batch of memory ahead of demand.
+ *
  * Freed stacks go to a pool per slot size; beyond `warm_max` of a size their pages go back to the
  * kernel (MADV_DONTNEED, which keeps guards) but the slot stays mapped, so a stale task handle
  * reads zeros instead of faulting. Arenas are unmapped when the runtime ends.
@@ -23,6 +32,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "base/fault.h"
@@ -43,6 +54,18 @@
 #ifndef MADV_GUARD_INSTALL
 #define MADV_GUARD_INSTALL 102   /* Linux 6.13; Debian 12's headers predate it */
 #endif
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23   /* Linux 5.14 */
+#endif
+#ifndef SYS_pidfd_open
+#define SYS_pidfd_open 434
+#endif
+#ifndef SYS_process_madvise
+#define SYS_process_madvise 440
+#endif
+
+#define BATCH_MIN 16
+#define BATCH_MAX 1024   /* UIO_MAXIOV: ranges one process_madvise takes */
 
 #define PAGE            4096u
 #define ARENA_BYTES     ((size_t)32 << 20)   /* 512 default stacks, 16384 compact ones */
@@ -160,6 +183,165 @@ static void reissue(struct urt__stack *out)
         *urt__stack_canary(out) = URT__CANARY;
 }
 
+/* ---- carving a batch ---- */
+
+/* A pidfd of this process, for process_madvise; reopened in a forked child, whose inherited one
+   names the parent. */
+static int self_pidfd(struct urt__stack_pool *p)
+{
+    pid_t pid = getpid();
+    if (p->pidfd_pid == pid)
+        return p->pidfd;
+    if (p->pidfd_pid)
+        close(p->pidfd);
+    p->pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+    p->pidfd_pid = pid;
+    return p->pidfd;
+}
+
+/*
+ * Gives every range of iov the advice: in one process_madvise where the kernel takes it for this
+ * process, else one madvise per range. 0, or -1 when a range was refused.
+ */
+static int advise(struct urt__stack_pool *p, struct iovec *iov, uint32_t n, int advice)
+{
+    uint32_t done = 0;
+    if (p->prep == URT__PREP_BATCH && p->process_madvise >= 0) {
+        int fd = self_pidfd(p);
+        ssize_t r = fd >= 0 ? syscall(SYS_process_madvise, fd, iov, (size_t)n, advice, 0u) : -1;
+        if (r >= 0) {
+            p->process_madvise = 1;
+            /* It may stop early (a range it could not do): the rest goes one by one. */
+            for (size_t bytes = (size_t)r; done < n && bytes >= iov[done].iov_len; done++)
+                bytes -= iov[done].iov_len;
+        } else if (p->process_madvise == 0) {
+            p->process_madvise = -1;   /* an older kernel: not for this advice, or not at all */
+        }
+    }
+    for (; done < n; done++)
+        if (madvise(iov[done].iov_base, iov[done].iov_len, advice) != 0)
+            return -1;
+    return 0;
+}
+
+/* The batch's guard pages: at the base of each of its n slots. Returns the guard size given to
+   them all (0: none could be had; they rely on the canary). */
+static uint32_t guard_batch(struct urt__stack_pool *p, char *first, uint32_t n, size_t len,
+                            uint32_t *guards)
+{
+    if (p->prep == URT__PREP_MPROTECT)
+        p->guard_madvise = -1;   /* as on a kernel before 6.13 */
+    if (p->guard_madvise >= 0) {
+        struct iovec iov[BATCH_MAX];
+        for (uint32_t i = 0; i < n; i++)
+            iov[i] = (struct iovec){ first + (size_t)i * len, PAGE };
+        if (advise(p, iov, n, MADV_GUARD_INSTALL) == 0) {
+            p->guard_madvise = 1;
+            for (uint32_t i = 0; i < n; i++)
+                guards[i] = PAGE;
+            return PAGE;
+        }
+        if (p->guard_madvise == 0)
+            p->guard_madvise = -1;   /* before Linux 6.13 */
+    }
+    uint32_t any = 0;
+    for (uint32_t i = 0; i < n; i++)
+        any |= guards[i] = guard(p, first + (size_t)i * len);
+    return any;
+}
+
+/* The pages of the batch its tasks touch first, made present now. */
+static void populate_batch(struct urt__stack_pool *p, char *first, uint32_t n, size_t len)
+{
+    struct iovec iov[BATCH_MAX];
+    uint32_t k = 0;
+    if (len < 2 * PAGE) {
+        /* Compact slots share pages: every page of the batch will be touched. */
+        uintptr_t lo = (uintptr_t)first & ~(uintptr_t)(PAGE - 1);
+        uintptr_t hi = ((uintptr_t)first + (size_t)n * len + PAGE - 1) & ~(uintptr_t)(PAGE - 1);
+        iov[k++] = (struct iovec){ (void *)lo, hi - lo };
+    } else {
+        for (uint32_t i = 0; i < n; i++)
+            iov[k++] = (struct iovec){ first + (size_t)(i + 1) * len - PAGE, PAGE };
+    }
+    if (p->prep <= URT__PREP_RANGES && p->populate_madvise >= 0) {
+        if (advise(p, iov, k, MADV_POPULATE_WRITE) == 0) {
+            p->populate_madvise = 1;
+            p->populated += k;
+            return;
+        }
+        if (p->populate_madvise == 0)
+            p->populate_madvise = -1;   /* before Linux 5.14 */
+    }
+    /* Touching: a write per page, each a fault taken here rather than in the task. */
+    for (uint32_t i = 0; i < k; i++)
+        for (size_t off = 0; off < iov[i].iov_len; off += PAGE)
+            *(volatile char *)((char *)iov[i].iov_base + off) = 0;
+    p->touched += k;
+}
+
+/* How many stacks to carve now: a quarter of those carved so far, so a burst of spawns gets
+   ever bigger batches, within [BATCH_MIN, BATCH_MAX]. */
+static uint32_t batch_size(const struct urt__stack_class *c)
+{
+    uint32_t n = c->carved / 4;
+    return n < BATCH_MIN ? BATCH_MIN : n > BATCH_MAX ? BATCH_MAX : n;
+}
+
+static bool reserve(void **arr, uint32_t *cap, uint32_t need, size_t elem)
+{
+    while (*cap < need)
+        if (!grow(arr, cap, *cap, elem))
+            return false;
+    return true;
+}
+
+/* New stacks of slot length len, ready to run: *out and the rest of a batch, pooled. */
+static int carve(struct urt__stack_pool *p, struct urt__stack_class *c, size_t len,
+                 struct urt__stack *out)
+{
+    if ((size_t)(c->carve_end - c->carve) < len) {
+        int err = new_arena(p, c);
+        if (err)
+            return err;
+    }
+    uint32_t n = batch_size(c);
+    size_t room = (size_t)(c->carve_end - c->carve) / len;
+    if (n > room)
+        n = (uint32_t)room;
+    /* The batch's spares go to the warm list while it has room, else to the cold one. */
+    uint32_t warm_room = (p->warm_max < c->cap_warm ? p->warm_max : c->cap_warm) - c->nwarm;
+    if (p->warm_max <= c->nwarm || c->cap_warm <= c->nwarm)
+        warm_room = 0;
+    uint32_t to_warm = n - 1 < warm_room ? n - 1 : warm_room;
+    uint32_t to_cold = n - 1 - to_warm;
+    if (to_cold && !reserve((void **)&c->cold, &c->cap_cold, c->ncold + to_cold, sizeof *c->cold))
+        n = 1 + to_warm, to_cold = 0;
+    char *first = c->carve;
+    c->carve += (size_t)n * len;
+    c->carved += n;
+    p->mapped += n;
+    uint32_t guards[BATCH_MAX] = { 0 };
+    if (len >= 2 * PAGE)
+        guard_batch(p, first, n, len, guards);
+    populate_batch(p, first, n, len);
+    for (uint32_t i = 0; i < n; i++) {
+        struct urt__stack s = { .base = first + (size_t)i * len, .len = (uint32_t)len,
+                                .guard = guards[i] };
+#ifdef URT_VALGRIND
+        s.vg_id = VALGRIND_STACK_REGISTER(s.base + s.guard, s.base + len);
+#endif
+        if (i == 0)
+            *out = s;
+        else if (i <= to_warm)
+            c->warm[c->nwarm++] = s;
+        else
+            c->cold[c->ncold++] = s;
+    }
+    p->pooled += n - 1;
+    return 0;
+}
+
 int urt__stack_get_fast(struct urt__stack_pool *p, size_t len, struct urt__stack *out)
 {
     if (urt__fault(URT__FAULT_STACK))
@@ -181,7 +363,9 @@ int urt__stack_get(struct urt__stack_pool *p, size_t len, struct urt__stack *out
         return -ENOMEM;
     /* Room in the warm list for every stack of the class (up to the pool's mark): a stack then
        always goes back with urt__stack_put_fast, which cannot grow it. */
-    uint32_t want = c->carved + 1 < p->warm_max ? c->carved + 1 : p->warm_max;
+    uint32_t want = c->carved + batch_size(c);
+    if (want > p->warm_max)
+        want = p->warm_max;
     if (c->cap_warm < want) {
         uint32_t cap = c->cap_warm ? c->cap_warm : 64;
         while (cap < want)
@@ -209,22 +393,9 @@ int urt__stack_get(struct urt__stack_pool *p, size_t len, struct urt__stack *out
             p->pooled--;
             goto canary;
         }
-    if ((size_t)(c->carve_end - c->carve) < len) {
-        int err = new_arena(p, c);
-        if (err)
-            return err;
-    }
-    out->base = c->carve;
-    out->len = (uint32_t)len;
-    out->guard = 0;
-    c->carve += len;
-    c->carved++;
-    if (len >= 2 * PAGE)
-        out->guard = guard(p, out->base);
-#ifdef URT_VALGRIND
-    out->vg_id = VALGRIND_STACK_REGISTER(out->base + out->guard, out->base + len);
-#endif
-    p->mapped++;
+    int err = carve(p, c, len, out);
+    if (err)
+        return err;
 canary:
     reissue(out);
     return 0;
@@ -353,5 +524,21 @@ void urt__stack_pool_destroy(struct urt__stack_pool *p)
         free(p->cls[i]);
     }
     free(p->cls);
+    if (p->pidfd_pid == getpid())
+        close(p->pidfd);
     memset(p, 0, sizeof *p);
+}
+
+int urt__stack_prep_from_env(void)
+{
+    const char *v = getenv("URT_STACK_PREPARE");
+    if (!v)
+        return URT__PREP_BATCH;
+    if (!strcmp(v, "ranges"))
+        return URT__PREP_RANGES;
+    if (!strcmp(v, "touch"))
+        return URT__PREP_TOUCH;
+    if (!strcmp(v, "mprotect"))
+        return URT__PREP_MPROTECT;
+    return URT__PREP_BATCH;
 }

@@ -59,7 +59,26 @@ struct urt__stack_pool {
     uint64_t                pooled;
     uint64_t                mprotect_guards; /* guards that split a mapping (fallback path)   */
     int                     guard_madvise; /* 1: MADV_GUARD_INSTALL works, -1: it does not     */
+    int                     populate_madvise; /* the same for MADV_POPULATE_WRITE             */
+    int                     process_madvise;  /* the same for process_madvise on ourselves    */
+    int                     prep;          /* enum urt__stack_prep: how new stacks are readied */
+    int                     pidfd;         /* this process's, for process_madvise            */
+    int                     pidfd_pid;     /* the process it was opened in (0: none yet)      */
+    uint64_t                populated;     /* ranges made present by madvise (for tests)      */
+    uint64_t                touched;       /* ranges made present by writing to them         */
 };
+
+/* How a batch of new stacks is readied: the best the kernel allows, or a fallback forced (by
+   URT_STACK_PREPARE, for tests and odd kernels). */
+enum urt__stack_prep {
+    URT__PREP_BATCH,     /* process_madvise: one call for the batch's guards, one to populate */
+    URT__PREP_RANGES,    /* one madvise per range                                             */
+    URT__PREP_TOUCH,     /* guards by madvise; pages made present by writing to them          */
+    URT__PREP_MPROTECT,  /* guards by mprotect (kernels before 6.13), pages by writing        */
+};
+/* The mode named by URT_STACK_PREPARE ("batch", "ranges", "touch", "mprotect"); batch if unset
+   or unknown. */
+int urt__stack_prep_from_env(void);
 
 /* A slot length for a requested usable size (0: impossible size). */
 size_t urt__stack_round(size_t usable);

@@ -1,0 +1,98 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * sem.c - urt_sem: a counting semaphore. A release with tasks waiting hands its unit to the
+ * oldest of them (FIFO: a stream of try_acquires cannot starve a waiter).
+ */
+#include <errno.h>
+#include <limits.h>
+
+#include "sched/sched.h"
+#include "services/sync.h"
+
+struct urt_sem {
+    struct urt__sync s;
+    unsigned         value;
+};
+
+urt_sem *urt_sem_new(unsigned value)
+{
+    urt_sem *m = urt__sched_calloc(urt__rt, 1, sizeof *m);
+    if (!m)
+        return NULL;
+    urt__sync_init(&m->s);
+    m->value = value;
+    return m;
+}
+
+int urt_sem_acquire(urt_sem *m)
+{
+    struct urt_runtime *rt = urt__rt;
+    struct urt_task *self = rt ? rt->current : NULL;
+    if (!self)
+        return -EPERM;
+    if (!m)
+        return -EINVAL;
+    int err = urt__check_blocking(self);
+    if (!err)
+        err = urt__sync_enter(&m->s, rt);
+    if (err)
+        return err;
+    if (m->value) {   /* (waiters only while it is 0) */
+        m->value--;
+        urt__sync_leave(&m->s);
+        return 0;
+    }
+    return urt__sync_wait(rt, &m->s, true, "sem_acquire", m);
+}
+
+int urt_sem_try_acquire(urt_sem *m)
+{
+    if (!m)
+        return -EINVAL;
+    int err = urt__sync_enter(&m->s, urt__rt);
+    if (err)
+        return err;
+    err = m->value ? 0 : -EAGAIN;
+    if (!err)
+        m->value--;
+    urt__sync_leave(&m->s);
+    return err;
+}
+
+int urt_sem_release(urt_sem *m)
+{
+    if (!m)
+        return -EINVAL;
+    struct urt_runtime *rt = urt__rt;
+    int err = urt__sync_enter(&m->s, rt);
+    if (err)
+        return err;
+    if (!urt__sync_wake_one(rt, &m->s, 0)) {
+        if (m->value == UINT_MAX)
+            err = -EOVERFLOW;
+        else
+            m->value++;
+    }
+    urt__sync_leave(&m->s);
+    return err;
+}
+
+int urt_sem_value(urt_sem *m)
+{
+    if (!m)
+        return -EINVAL;
+    unsigned v = __atomic_load_n(&m->value, __ATOMIC_RELAXED);
+    return v > INT_MAX ? INT_MAX : (int)v;
+}
+
+int urt_sem_free(urt_sem *m)
+{
+    if (!m)
+        return 0;
+    struct urt_runtime *rt = urt__rt;
+    int err = urt__sync_check_free(&m->s, NULL);
+    if (err)
+        return err;
+    urt__sched_free(rt, m);
+    return 0;
+}
