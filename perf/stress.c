@@ -1,6 +1,13 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * stress - a mass of sleeping tasks: N tasks that each sleep M ms, all alive at once.
+ * stress - a mass of sleeping tasks: N tasks, all alive at once, sleeping until one common
+ * instant M ms after the last was spawned (Go's peer with -alive does the same: a barrier, then
+ * one wake-up time).
+ *
+ * Its time is split in phases, each with its minor page faults per task: spawn (urt_spawn N
+ * times), start (every task runs up to its sleep), sleep, wake-up (from the common instant until
+ * the last task has run: the run queue's delay after N simultaneous wake-ups) and teardown (the
+ * tasks' ends, the group's wait and free, the runtime's end).
  *
  * What it counts is what the noise of this machine cannot move: resident bytes and minor page
  * faults per live task, memory mappings before, at the peak and after, io_uring_enter calls, how
@@ -30,10 +37,11 @@ static void usage(FILE *to, const char *prog)
 {
     fprintf(to,
             "usage: %s [--tasks N] [--sleep-ms M] [--stack-size B] [--threads T] [--peer CMD]\n"
-            "          [--no-progress] [--help]\n"
+            "          [--pool-max P] [--no-progress] [--help]\n"
             "\n"
-            "Spawns N urt tasks that each sleep M ms, all alive at once, waits for all of them,\n"
-            "and prints one JSON line: tasks, spawn and wall seconds, peak RSS, bytes and minor\n"
+            "Spawns N urt tasks, all alive at once, that sleep until one instant M ms after the\n"
+            "last spawn; prints the time and page faults of each phase (spawn, start, sleep,\n"
+            "wake-up, teardown) and one JSON line: tasks, spawn and wall seconds, peak RSS, bytes and minor\n"
             "page faults per task, memory mappings before / at the peak / after, io_uring_enter\n"
             "calls, wake-up lateness. Then the same job with T threads as the baseline; with\n"
             "--peer, CMD (run by sh, given N and M as $TASKS and $SLEEP_MS) does the same job in\n"
@@ -44,6 +52,7 @@ static void usage(FILE *to, const char *prog)
             "  --stack-size B   stack size per task in bytes (default: urt's 64 KiB; under\n"
             "                   4096: compact stacks, several per page, canary-checked)\n"
             "  --threads T      threads for the baseline (default 10000; 0: none)\n"
+            "  --pool-max P     urt_config.stack_pool_max (default: urt's)\n"
             "  --peer CMD       e.g. 'build/perf/peers/gosleep -n $TASKS -ms $SLEEP_MS'\n"
             "  --no-progress    no progress line, even on a terminal\n"
             "  --help           print this help and exit\n",
@@ -95,7 +104,11 @@ struct job {
     size_t    stack_size;
     bool      progress;
     uint32_t *late;            /* histogram */
-    uint64_t  spawned, woke;
+    uint64_t  spawned, started, woke;
+    uint64_t  wake_at;         /* the common instant, set once every task is spawned */
+    /* phase boundaries: urt_now() and minor faults */
+    uint64_t  t_spawn0, t_spawn1, t_started, t_woke, t_done;
+    long      f_spawn0, f_spawn1, f_started, f_woke, f_done;
     /* results */
     double    spawn_s, wall_s;
     long      rss_before, rss_peak, flt_before, flt_peak, maps_before, maps_peak;
@@ -107,12 +120,20 @@ static struct job J;
 
 static int sleeper(void *arg)
 {
-    uint64_t deadline = urt_now() + J.sleep_ns;
+    (void)arg;
+    if (++J.started == J.tasks) {
+        J.t_started = urt_now();
+        J.f_started = minflt();
+    }
+    uint64_t deadline = J.wake_at;
     int err = urt_sleep_until(deadline);
     uint64_t late = urt_now() - deadline;
     uint64_t b = late / LATE_BUCKET_NS;
     J.late[b < LATE_BUCKETS ? b : LATE_BUCKETS - 1]++;
-    J.woke++;
+    if (++J.woke == J.tasks) {
+        J.t_woke = urt_now();
+        J.f_woke = minflt();
+    }
     return err;
 }
 
@@ -137,7 +158,8 @@ static int stress_main(void *arg)
     if (!g)
         return -ENOMEM;
     struct urt_spawn_opts o = { .stack_size = J.stack_size, .name = "sleeper" };
-    uint64_t t0 = urt_now();
+    J.f_spawn0 = minflt();
+    uint64_t t0 = J.t_spawn0 = urt_now();
     for (uint64_t i = 0; i < J.tasks; i++) {
         int err = urt_group_spawn_ex(g, sleeper, NULL, &o);
         if (err) {
@@ -147,12 +169,14 @@ static int stress_main(void *arg)
         }
         J.spawned++;
     }
-    uint64_t t1 = urt_now();
+    uint64_t t1 = J.t_spawn1 = urt_now();
+    J.f_spawn1 = minflt();
     J.spawn_s = (t1 - t0) / 1e9;
+    J.wake_at = t1 + J.sleep_ns;   /* the tasks run once this one waits: all see it */
     /* The peak: every task spawned, none run yet (they run when this task waits). */
     J.maps_peak = count_maps();
     int status = urt_group_wait(g);
-    J.wall_s = (urt_now() - t0) / 1e9;
+    J.wall_s = (urt_now() - t0) / 1e9;   /* spawn to the last task's end */
     /* Finished tasks hand their pages back beyond the pool's mark: the high-water mark is it. */
     J.rss_peak = maxrss_kib();
     J.flt_peak = minflt();
@@ -165,6 +189,10 @@ static int stress_main(void *arg)
     urt_stats(&st);
     J.enters = st.enter_calls;
     J.timer_late_us = st.timer_late_max_ns / 1000;
+    if (!J.t_woke) {   /* (a failed spawn: the phases end where the tasks did) */
+        J.t_started = J.t_woke = J.t_spawn1;
+        J.f_started = J.f_woke = J.f_spawn1;
+    }
     return J.err ? J.err : status;
 }
 
@@ -255,11 +283,12 @@ int main(int argc, char **argv)
         { "stack-size",  required_argument, NULL, 's' },
         { "threads",     required_argument, NULL, 't' },
         { "peer",        required_argument, NULL, 'p' },
+        { "pool-max",    required_argument, NULL, 'P' },
         { "no-progress", no_argument,       NULL, 'q' },
         { "help",        no_argument,       NULL, 'h' },
         { 0 },
     };
-    uint64_t tasks = 100000, ms = 1000, threads = 10000, stack = 0;
+    uint64_t tasks = 100000, ms = 1000, threads = 10000, stack = 0, pool_max = 0;
     const char *peer = NULL;
     bool quiet = false;
     int c;
@@ -270,6 +299,7 @@ int main(int argc, char **argv)
         case 's': stack = bench_parse_u64(argv[0], "--stack-size", optarg, 1, 1 << 30); break;
         case 't': threads = bench_parse_u64(argv[0], "--threads", optarg, 0, 100000); break;
         case 'p': peer = optarg; break;
+        case 'P': pool_max = bench_parse_u64(argv[0], "--pool-max", optarg, 1, 100000000); break;
         case 'q': quiet = true; break;
         case 'h': usage(stdout, argv[0]); return 0;
         default: usage(stderr, argv[0]); return 2;
@@ -301,8 +331,11 @@ int main(int argc, char **argv)
     J.maps_before = count_maps();
     J.rss_before = maxrss_kib();
     J.flt_before = minflt();
-    struct urt_config cfg = { .stack_size = stack >= 4096 ? stack : 0, .stack_pool_max = getenv("POOLMAX") ? atoi(getenv("POOLMAX")) : 0 };
+    struct urt_config cfg = { .stack_size = stack >= 4096 ? stack : 0,
+                              .stack_pool_max = (unsigned)pool_max };
     int ret = urt_run(stress_main, NULL, &cfg);
+    J.t_done = urt_now();
+    J.f_done = minflt();
     long maps_after = count_maps();
     if (ret < 0) {
         fprintf(stderr, "stress: %s\n", strerror(-ret));
@@ -318,6 +351,19 @@ int main(int argc, char **argv)
     printf("         %.0f bytes and %.3f minor faults per task; mappings %ld -> %ld -> %ld; "
            "%llu io_uring_enter calls\n", bytes_per, flt_per, J.maps_before, J.maps_peak,
            maps_after, (unsigned long long)J.enters);
+    double n = (double)tasks;
+    struct { const char *name; uint64_t t0, t1; long f0, f1; } ph[] = {
+        { "spawn",    J.t_spawn0,  J.t_spawn1,  J.f_spawn0,  J.f_spawn1 },
+        { "start",    J.t_spawn1,  J.t_started, J.f_spawn1,  J.f_started },
+        { "sleep",    J.t_started, J.wake_at,   J.f_started, J.f_started },
+        { "wake-up",  J.wake_at,   J.t_woke,    J.f_started, J.f_woke },
+        { "teardown", J.t_woke,    J.t_done,    J.f_woke,    J.f_done },
+    };
+    for (size_t i = 0; i < sizeof ph / sizeof ph[0]; i++) {
+        double sec = ph[i].t1 > ph[i].t0 ? (double)(ph[i].t1 - ph[i].t0) / 1e9 : 0.0;
+        printf("         %-9s %8.3f s  %7.3f us and %.3f minor faults per task\n", ph[i].name,
+               sec, sec * 1e6 / n, (double)(ph[i].f1 - ph[i].f0) / n);
+    }
     printf("         timers fired at most %llu us late; tasks ran after their wake-up time by\n"
            "         p50 %llu us, p99 %llu us, max %llu us (10 us buckets: the run queue's delay)\n",
            (unsigned long long)J.timer_late_us, (unsigned long long)p50, (unsigned long long)p99,
@@ -353,13 +399,19 @@ int main(int argc, char **argv)
         }
     }
     printf("{\"bench\":\"stress\",\"tasks\":%llu,\"sleep_ms\":%llu,\"stack_size\":%llu,"
-           "\"spawn_s\":%.3f,\"wall_s\":%.3f,\"peak_rss_kib\":%ld,\"bytes_per_task\":%.0f,"
+           "\"spawn_s\":%.3f,\"spawn_faults_per_task\":%.3f,\"start_s\":%.3f,"
+           "\"start_faults_per_task\":%.3f,\"wakeup_s\":%.3f,\"wakeup_faults_per_task\":%.3f,"
+           "\"teardown_s\":%.3f,\"teardown_faults_per_task\":%.3f,\"wall_s\":%.3f,\"peak_rss_kib\":%ld,\"bytes_per_task\":%.0f,"
            "\"minflt_per_task\":%.3f,\"maps_before\":%ld,\"maps_peak\":%ld,\"maps_after\":%ld,"
            "\"enter_calls\":%llu,\"timer_late_max_us\":%llu,\"late_p50_us\":%llu,\"late_p99_us\":%llu,\"late_max_us\":%llu,"
            "\"threads\":%llu,\"threads_wall_s\":%.3f,\"threads_bytes_per\":%ld,"
            "\"peer_wall_s\":%.3f,\"ratio_wall_peer\":%.3f,\"status\":%d}\n",
            (unsigned long long)tasks, (unsigned long long)ms, (unsigned long long)stack, J.spawn_s,
-           J.wall_s, J.rss_peak, bytes_per, flt_per, J.maps_before, J.maps_peak, maps_after,
+           (double)(J.f_spawn1 - J.f_spawn0) / n, (double)(J.t_started - J.t_spawn1) / 1e9,
+           (double)(J.f_started - J.f_spawn1) / n,
+           J.t_woke > J.wake_at ? (double)(J.t_woke - J.wake_at) / 1e9 : 0.0,
+           (double)(J.f_woke - J.f_started) / n, (double)(J.t_done - J.t_woke) / 1e9,
+           (double)(J.f_done - J.f_woke) / n, J.wall_s, J.rss_peak, bytes_per, flt_per, J.maps_before, J.maps_peak, maps_after,
            (unsigned long long)J.enters, (unsigned long long)J.timer_late_us, (unsigned long long)p50, (unsigned long long)p99,
            (unsigned long long)pmax, (unsigned long long)tr.n, tr.wall_s, tr.bytes_per,
            peer_wall, peer_wall > 0 ? J.wall_s / peer_wall : 0.0, ret);

@@ -616,7 +616,12 @@ UT_TEST_T(fd_exhaustion_backs_off, 30)
     sleep_ms(1000);
     long long used = cpu_ticks(s.pid) - ticks0;
     long hz = sysconf(_SC_CLK_TCK);
-    if (used * 10 > hz)   /* more than 10% of a CPU: spinning */
+#if defined(__SANITIZE_THREAD__)
+    long pct = 30;   /* TSan's own background thread takes a share of the server's CPU */
+#else
+    long pct = 10;
+#endif
+    if (used * 100 > hz * pct)   /* spinning would take a whole CPU */
         fail_msg("the server used %lld of %ld ticks in 1 s while out of fds", used, hz);
     assert_alive(&s);
     for (int i = 0; i < SERVED; i++)

@@ -394,23 +394,6 @@ static int try_case(struct urt_runtime *rt, const struct urt_case *k)
     return c->shared ? send_now_shared(c, k->elem) : send_now(rt, c, k->elem);
 }
 
-static int check_cases(struct urt_runtime *rt, const struct urt_case *cases, int n, bool *shared)
-{
-    if (!cases || n < 1 || n > URT_SELECT_MAX)
-        return -EINVAL;
-    *shared = false;
-    for (int i = 0; i < n; i++) {
-        const struct urt_case *k = &cases[i];
-        if (!k->chan || !k->elem || (k->op != URT_RECV && k->op != URT_SEND))
-            return -EINVAL;
-        if (k->chan->shared)
-            *shared = true;
-        else if (k->chan->owner != rt)
-            return -EXDEV;
-    }
-    return 0;
-}
-
 /* Waits on every case at once; the locks are held on entry and on return. */
 static int select_wait(struct urt_runtime *rt, struct urt_task *self, struct urt_case *cases,
                        int n, bool shared, urt_chan **locks, int nlocks, union case_wait *ws)
@@ -480,16 +463,11 @@ static int select_wait(struct urt_runtime *rt, struct urt_task *self, struct urt
     return master.result ? master.result : -ECANCELED;
 }
 
-int urt_select(struct urt_case *cases, int n)
+/* A select that may wait, or has a shared channel among its cases (checked by urt_select). */
+static __attribute__((noinline)) int select_slow(struct urt_runtime *rt, struct urt_task *self,
+                                                 struct urt_case *cases, int n, bool shared)
 {
-    struct urt_runtime *rt = urt__rt;
-    struct urt_task *self = rt ? rt->current : NULL;
-    if (!self)
-        return -EPERM;
-    bool shared;
-    int err = check_cases(rt, cases, n, &shared);
-    if (!err)
-        err = urt__check_blocking(self);
+    int err = urt__check_blocking(self);
     if (err)
         return err;
     urt_chan *locks[URT_SELECT_MAX];
@@ -537,4 +515,39 @@ int urt_select(struct urt_case *cases, int n)
     if (ws != few)
         urt__sched_free(rt, ws);
     return ret;
+}
+
+int urt_select(struct urt_case *cases, int n)
+{
+    struct urt_runtime *rt = urt__rt;
+    struct urt_task *self = rt ? rt->current : NULL;
+    if (!self)
+        return -EPERM;
+    if (!cases || n < 1 || n > URT_SELECT_MAX)
+        return -EINVAL;
+    /* One pass checks the cases and, for local channels (no locks to take), finds the ready. */
+    bool shared = false;
+    unsigned char ready[URT_SELECT_MAX];
+    int nready = 0;
+    for (int i = 0; i < n; i++) {
+        const struct urt_case *k = &cases[i];
+        if (!k->chan || !k->elem || (k->op != URT_RECV && k->op != URT_SEND))
+            return -EINVAL;
+        if (k->chan->shared)
+            shared = true;
+        else if (k->chan->owner != rt)
+            return -EXDEV;
+        else if (looks_ready(k))
+            ready[nready++] = (unsigned char)i;
+    }
+    /* The same-thread path: a ready case of a task with no cancel or deadline to check. */
+    if (likely(!shared && nready && !(self->flags & URT__CANCELLED) && !self->deadline)) {
+        int k = nready == 1 ? ready[0] : ready[random_below((unsigned)nready)];
+        int r = try_case(rt, &cases[k]);
+        if (likely(r != -EAGAIN)) {
+            cases[k].result = r;
+            return k;
+        }
+    }
+    return select_slow(rt, self, cases, n, shared);
 }
