@@ -683,8 +683,9 @@ int urt_select(struct urt_case *cases, int n);
  * of the set: a mutex held by a task of one runtime blocks a task of another, a release on one
  * wakes a waiter on another. Such a primitive keeps its state under a lock that spins (held for
  * a few dozen instructions at most); a waiter on it is never taken for deadlocked, since another
- * thread may still wake it. Made anywhere else - inside urt_run, or outside any runtime - it
- * belongs to one runtime and takes no lock and no atomic operation: urt_mutex_lock and
+ * thread may still wake it. Made anywhere else - inside urt_run, or outside any runtime, when
+ * the first runtime to use it adopts it - it belongs to one runtime and takes no lock and no
+ * atomic operation: urt_mutex_lock and
  * urt_mutex_unlock without contention are a few loads and stores. Its calls from another
  * runtime's task or thread return -EXDEV.
  *
@@ -742,7 +743,9 @@ urt_cond *urt_cond_new(void);
    as pthread_cond_wait does (the taking back waits as long as it must; no cancel ends it).
    0; -EPERM when the caller does not hold m; -ECANCELED, -ETIMEDOUT; -EXDEV. A waiter that
    was signalled but is cancelled (or times out) before it runs returns the error and passes
-   the signal on to the next waiter: no signal is lost. */
+   the signal on to the next waiter: no signal is lost. -EDEADLK when the runtime found every
+   task stuck while this one waited to take m back (a local mutex held by a task that waits
+   forever): the only return without m held. */
 int urt_cond_wait(urt_cond *c, urt_mutex *m);
 /* Wake the oldest waiter / every waiter: 0. Need not hold the mutex. From any thread for a
    shared condition. */

@@ -736,6 +736,53 @@ UT_TEST(select_deadline_cancel_closed_and_bad_cases)
     assert_int_equal(r.errors, 0);
 }
 
+/* A channel freed while a select waits on it: the select ends with that case and -EPIPE, and
+   touches neither that channel nor the memory it had again (ASan would see it), while its other
+   case's waiter is taken off the channel still alive. */
+struct freed_sel {
+    urt_chan *a, *b;
+    int idx, result;
+};
+
+static int select_on_two(void *arg)
+{
+    struct freed_sel *f = arg;
+    int v = 0;
+    struct urt_case k[2] = { { f->a, URT_RECV, &v, 0 }, { f->b, URT_RECV, &v, 0 } };
+    f->idx = urt_select(k, 2);
+    f->result = f->idx >= 0 ? k[f->idx].result : 0;
+    return 0;
+}
+
+static int select_freed_body(void *arg)
+{
+    struct freed_sel *f = arg;
+    f->a = urt_chan_new(sizeof(int), 0);
+    f->b = urt_chan_new(sizeof(int), 0);
+    urt_task *t = urt_spawn(select_on_two, f);
+    urt_yield();   /* it waits on both */
+    urt_chan_free(f->a);
+    void *reuse = malloc(256);   /* the freed channel's memory, likely, used for something else */
+    if (reuse)
+        memset(reuse, 0xff, 256);
+    EXPECT_EQ(urt_join(t), 0);
+    free(reuse);
+    EXPECT_EQ(f->idx, 0);
+    EXPECT_EQ(f->result, -EPIPE);
+    /* b has no waiter left: a try_send finds no receiver */
+    int one = 1;
+    EXPECT_EQ(urt_chan_try_send(f->b, &one), -EAGAIN);
+    urt_chan_free(f->b);
+    return 0;
+}
+
+UT_TEST(select_on_a_channel_freed_under_it)
+{
+    struct freed_sel f;
+    memset(&f, 0, sizeof f);
+    assert_int_equal(urt_run(select_freed_body, &f, NULL), 0);
+}
+
 /* Across two runtimes: runtime 1 sends N numbers on each of two shared channels; runtime 0
    takes them all through selects. Each arrives once, in order per channel. */
 #define XSEL_N 50000
@@ -801,6 +848,7 @@ int main(void)
         cmocka_unit_test(select_is_fair_among_ready_cases),
         cmocka_unit_test(select_waits_for_the_first_case),
         cmocka_unit_test(select_deadline_cancel_closed_and_bad_cases),
+        cmocka_unit_test(select_on_a_channel_freed_under_it),
         cmocka_unit_test(select_across_runtimes_loses_nothing),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1018,6 +1018,27 @@ static int local_main(void *arg)
     return 0;
 }
 
+/* Made before any runtime runs: the first runtime to use it adopts it. */
+static int adopted_main(void *arg)
+{
+    urt_mutex *m = arg;
+    EXPECT_EQ(urt_mutex_lock(m), 0);
+    EXPECT_EQ(urt_mutex_try_lock(m), -EDEADLK);
+    EXPECT_EQ(urt_mutex_unlock(m), 0);
+    EXPECT_EQ(urt_mutex_lock(m), 0);
+    EXPECT_EQ(urt_mutex_free(m), -EBUSY);   /* held */
+    EXPECT_EQ(urt_mutex_unlock(m), 0);
+    return 0;
+}
+
+UT_TEST(primitive_made_outside_a_runtime_is_adopted)
+{
+    urt_mutex *m = urt_mutex_new();
+    assert_non_null(m);
+    assert_int_equal(urt_run(adopted_main, m, NULL), 0);
+    assert_int_equal(urt_mutex_free(m), 0);
+}
+
 UT_TEST(local_primitive_from_another_thread_exdev)
 {
     UT_NOT_UNDER_VALGRIND();
@@ -1040,6 +1061,7 @@ int main(void)
         cmocka_unit_test(cond_signal_broadcast_errors_and_no_lost_signal),
         cmocka_unit_test(mutex_held_on_one_runtime_blocks_another),
         cmocka_unit_test(two_runtimes_count_exactly_under_one_mutex),
+        cmocka_unit_test(primitive_made_outside_a_runtime_is_adopted),
         cmocka_unit_test(local_primitive_from_another_thread_exdev),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

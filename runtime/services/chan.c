@@ -406,9 +406,14 @@ static int select_wait(struct urt_runtime *rt, struct urt_task *self, struct urt
     if (self->deadline && urt__deadline_arm(&rt->timers, self) < 0)
         return -ENOMEM;
     uint32_t seq = ++self->wait_seq;
+    /* Once woken, a local case's channel is touched only while this select's waiter is still
+       linked on it: one that served or closed it may have freed it since (as for any woken
+       waiter). So each case's kind is kept here, not read from its channel again. */
+    bool on_shared[URT_SELECT_MAX];
     for (int i = 0; i < n; i++) {
         urt_chan *c = cases[i].chan;
         bool recv = cases[i].op == URT_RECV;
+        on_shared[i] = c->shared;
         if (c->shared) {
             ws[i].shared = (struct urt__xwaiter){
                 .lock = &c->lock, .elem = cases[i].elem, .rt = rt, .inbox = inbox, .task = self,
@@ -431,7 +436,7 @@ static int select_wait(struct urt_runtime *rt, struct urt_task *self, struct urt
     for (;;) {
         bool done = master.done;
         for (int i = 0; i < n && !done; i++)
-            done = cases[i].chan->shared && __atomic_load_n(&ws[i].shared.done, __ATOMIC_ACQUIRE);
+            done = on_shared[i] && __atomic_load_n(&ws[i].shared.done, __ATOMIC_ACQUIRE);
         if (done)
             break;
         urt__park(rt);
@@ -448,7 +453,7 @@ static int select_wait(struct urt_runtime *rt, struct urt_task *self, struct urt
     __atomic_compare_exchange_n(&claim, &none, -2, false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
     int fired = __atomic_load_n(&claim, __ATOMIC_ACQUIRE);
     for (int i = 0; i < n; i++) {
-        if (cases[i].chan->shared) {
+        if (on_shared[i]) {
             if (ws[i].shared.queue)
                 urt__list_remove(&ws[i].shared.queue->list, &ws[i].shared.link);
         } else if (ws[i].local.queue) {
@@ -456,8 +461,7 @@ static int select_wait(struct urt_runtime *rt, struct urt_task *self, struct urt
         }
     }
     if (fired >= 0) {
-        cases[fired].result = cases[fired].chan->shared ? ws[fired].shared.result
-                                                        : ws[fired].local.result;
+        cases[fired].result = on_shared[fired] ? ws[fired].shared.result : ws[fired].local.result;
         return fired;
     }
     return master.result ? master.result : -ECANCELED;

@@ -78,8 +78,8 @@ int urt_cond_wait(urt_cond *c, urt_mutex *m)
     err = urt__sync_wait(rt, &c->s, true, "cond_wait", c);
     if (err == 0 && (err = urt__check_blocking(self)) != 0)
         (void)urt_cond_signal(c);   /* signalled, then cancelled: the signal goes on */
-    urt__mutex_retake(rt, m);
-    return err;
+    int retake = urt__mutex_retake(rt, m);
+    return retake ? retake : err;
 }
 
 int urt_cond_free(urt_cond *c)

@@ -65,10 +65,10 @@ int urt_mutex_lock(urt_mutex *m)
     return lock_slow(rt, self, m);
 }
 
-void urt__mutex_retake(struct urt_runtime *rt, struct urt_mutex *m)
+int urt__mutex_retake(struct urt_runtime *rt, struct urt_mutex *m)
 {
-    if (urt__sync_enter(&m->s, rt) == 0)
-        (void)take(rt, rt->current, m, false);
+    int err = urt__sync_enter(&m->s, rt);
+    return err ? err : take(rt, rt->current, m, false);
 }
 
 int urt_mutex_try_lock(urt_mutex *m)

@@ -13,7 +13,8 @@ struct urt_mutex {
 /* The holder (the calling task) lets m go, to the oldest waiter if any. */
 void urt__mutex_release(struct urt_runtime *rt, struct urt_mutex *m);
 /* Takes m back for the calling task, waiting as long as it takes: no cancel or deadline ends
-   it (a condition wait returns holding the mutex, on error too). */
-void urt__mutex_retake(struct urt_runtime *rt, struct urt_mutex *m);
+   it (a condition wait returns holding the mutex, on error too). 0, or -EDEADLK when the
+   runtime found its tasks deadlocked and woke this one: then m is not held. */
+int urt__mutex_retake(struct urt_runtime *rt, struct urt_mutex *m);
 
 #endif

@@ -56,7 +56,7 @@ bool urt__sync_waiting(const struct urt__sync *s)
 int urt__sync_check_free(struct urt__sync *s, struct urt_task *const *holder)
 {
     struct urt_runtime *rt = urt__rt;
-    if (!s->shared && rt && rt != s->owner)
+    if (!s->shared && rt && s->owner && rt != s->owner)
         return -EXDEV;   /* (from a thread that runs none: its runtime has ended) */
     if (s->shared)
         urt__lock_take(&s->lock);

@@ -36,8 +36,11 @@ void urt__sync_init(struct urt__sync *s);
    that runs none; then s is not taken). */
 static inline int urt__sync_enter(struct urt__sync *s, struct urt_runtime *rt)
 {
-    if (!s->shared)
+    if (!s->shared) {
+        if (!s->owner && rt)
+            s->owner = rt;   /* made outside any runtime: the first to use it owns it */
         return rt == s->owner && rt ? 0 : -EXDEV;
+    }
     urt__lock_take(&s->lock);
     return 0;
 }
