@@ -656,8 +656,12 @@ void urt_chan_free(urt_chan *c);
  * runtime gives -EXDEV. The other cases' results are left as they were.
  * Returns -ECANCELED and -ETIMEDOUT as any blocking call (cancel scopes included), then no case
  * was performed; -EINVAL for n < 1 or n > URT_SELECT_MAX, a NULL chan or elem or an op other
- * than URT_RECV or URT_SEND; -EPERM outside a task. For a select that must not wait, open a
+ * than URT_RECV or URT_SEND (before any -EXDEV); -ENOMEM when it must wait on more than four
+ * cases and has no memory for their records; -EDEADLK when the runtime found every task stuck
+ * (local channels only); -EPERM outside a task. For a select that must not wait, open a
  * scope whose deadline has passed around it: then -ETIMEDOUT means no case was ready.
+ * A shared channel must outlive every select over it: the select takes its lock again as it
+ * ends. A local channel may be freed under a waiting select (that case gets -EPIPE).
  */
 #define URT_RECV 0
 #define URT_SEND 1

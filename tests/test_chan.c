@@ -2,6 +2,9 @@
  * test_chan.c - channels: buffered and rendezvous ordering, try_ variants, close and free,
  * cancellation and deadlines of waiting senders and receivers, bad arguments.
  */
+#include <pthread.h>
+#include <semaphore.h>
+
 #include "urt_test.h"
 
 /* ---- ordering ------------------------------------------------------------------------------ */
@@ -557,7 +560,31 @@ struct sel_res {
     int idx, result, val;
     int counts[4];
     int errors;
+    urt_chan *alien;   /* a local channel of a runtime on another thread */
 };
+
+/* Another thread's runtime, holding a local channel until told to end. */
+struct alien_rt {
+    urt_chan *c;
+    sem_t made, done;
+};
+
+static int alien_main(void *arg)
+{
+    struct alien_rt *a = arg;
+    a->c = urt_chan_new(sizeof(int), 1);
+    sem_post(&a->made);
+    while (sem_wait(&a->done) != 0)   /* (blocks the thread: nothing else runs there) */
+        ;
+    urt_chan_free(a->c);
+    return 0;
+}
+
+static void *alien_thread(void *arg)
+{
+    urt_run(alien_main, arg, NULL);
+    return NULL;
+}
 
 static int select_ready_body(void *arg)
 {
@@ -722,6 +749,16 @@ static int select_edges_body(void *arg)
     bad[0] = (struct urt_case){ a, 7, &v, 0 };
     if (urt_select(bad, 1) != -EINVAL)
         r->errors++;
+    /* A malformed case is -EINVAL wherever it stands, even after another runtime's channel. */
+    urt_chan *alien = r->alien;
+    if (alien) {
+        struct urt_case mixed[2] = { { alien, URT_RECV, &v, 0 }, { a, URT_RECV, NULL, 0 } };
+        if (urt_select(mixed, 2) != -EINVAL)
+            r->errors++;
+        mixed[1].elem = &v;
+        if (urt_select(mixed, 2) != -EXDEV)
+            r->errors++;
+    }
     urt_scope_exit(&s);
     urt_chan_free(a);
     urt_chan_free(b);
@@ -732,7 +769,18 @@ UT_TEST(select_deadline_cancel_closed_and_bad_cases)
 {
     struct sel_res r;
     memset(&r, 0, sizeof r);
+    struct alien_rt a;
+    pthread_t th;
+    sem_init(&a.made, 0, 0);
+    sem_init(&a.done, 0, 0);
+    assert_int_equal(pthread_create(&th, NULL, alien_thread, &a), 0);
+    while (sem_wait(&a.made) != 0)
+        ;
+    r.alien = a.c;
+    assert_non_null(r.alien);
     assert_int_equal(urt_run(select_edges_body, &r, NULL), 0);
+    sem_post(&a.done);
+    pthread_join(th, NULL);
     assert_int_equal(r.errors, 0);
 }
 

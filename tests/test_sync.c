@@ -939,7 +939,7 @@ UT_TEST(two_runtimes_count_exactly_under_one_mutex)
 struct local {
     urt_mutex *m;
     urt_sem *s;
-    urt_event *e;
+    urt_event *e, *set;   /* set: already set, which must not let another runtime through */
     urt_cond *c;
     int checked;
 };
@@ -970,6 +970,7 @@ static int other_runtime_main(void *arg)
     EXPECT_EQ(urt_sem_try_acquire(l->s), -EXDEV);
     EXPECT_EQ(urt_sem_release(l->s), -EXDEV);
     EXPECT_EQ(urt_event_wait(l->e), -EXDEV);
+    EXPECT_EQ(urt_event_wait(l->set), -EXDEV);
     EXPECT_EQ(urt_event_set(l->e), -EXDEV);
     EXPECT_EQ(urt_cond_signal(l->c), -EXDEV);
     EXPECT_EQ(urt_cond_broadcast(l->c), -EXDEV);
@@ -998,6 +999,8 @@ static int local_main(void *arg)
     l->m = urt_mutex_new();
     l->s = urt_sem_new(1);
     l->e = urt_event_new();
+    l->set = urt_event_new();
+    EXPECT_EQ(urt_event_set(l->set), 0);
     l->c = urt_cond_new();
     pthread_t th;
     /* (the runtime's thread blocks in pthread_join: nothing else runs here meanwhile) */
@@ -1014,6 +1017,7 @@ static int local_main(void *arg)
     EXPECT_EQ(urt_mutex_free(l->m), 0);
     EXPECT_EQ(urt_sem_free(l->s), 0);
     EXPECT_EQ(urt_event_free(l->e), 0);
+    EXPECT_EQ(urt_event_free(l->set), 0);
     EXPECT_EQ(urt_cond_free(l->c), 0);
     return 0;
 }

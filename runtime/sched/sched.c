@@ -279,6 +279,7 @@ void urt__interrupt(struct urt_runtime *rt, struct urt_task *t)
     if (t->state != URT__PARKED)
         return;
     if (unlikely(t->scope) && t->wait_kind != URT__WAIT_QUEUE_NOINTR &&
+        !(t->wait_kind == URT__WAIT_SHARED && ((struct urt__io_wait *)t->wait)->nointr) &&
         (t->flags & (URT__CANCELLED | URT__TIMED_OUT)))
         urt__scope_blame(t, (t->flags & URT__CANCELLED) ? -ECANCELED : -ETIMEDOUT);
     switch (t->wait_kind) {

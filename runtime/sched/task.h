@@ -52,6 +52,7 @@ struct urt__scope;
  */
 struct urt__io_wait {
     void (*interrupt)(struct urt_runtime *rt, struct urt_task *t);
+    bool  nointr;   /* a wait no cancel or deadline ends: it fires no scope either */
 };
 
 /*

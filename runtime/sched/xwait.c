@@ -171,6 +171,7 @@ int urt__xwait(struct urt_runtime *rt, struct urt__xqueue *q, urt__lock *lock,
         return err;
     }
     w->hook.interrupt = w->nointr ? ignore : interrupt;
+    w->hook.nointr = w->nointr;
     w->lock = lock;
     w->rt = rt;
     w->inbox = inbox;

@@ -530,7 +530,7 @@ int urt_select(struct urt_case *cases, int n)
     if (!cases || n < 1 || n > URT_SELECT_MAX)
         return -EINVAL;
     /* One pass checks the cases and, for local channels (no locks to take), finds the ready. */
-    bool shared = false;
+    bool shared = false, foreign = false;
     unsigned char ready[URT_SELECT_MAX];
     int nready = 0;
     for (int i = 0; i < n; i++) {
@@ -540,10 +540,12 @@ int urt_select(struct urt_case *cases, int n)
         if (k->chan->shared)
             shared = true;
         else if (k->chan->owner != rt)
-            return -EXDEV;
+            foreign = true;   /* -EXDEV, once every case is known to be well formed */
         else if (looks_ready(k))
             ready[nready++] = (unsigned char)i;
     }
+    if (foreign)
+        return -EXDEV;
     /* The same-thread path: a ready case of a task with no cancel or deadline to check. */
     if (likely(!shared && nready && !(self->flags & URT__CANCELLED) && !self->deadline)) {
         int k = nready == 1 ? ready[0] : ready[random_below((unsigned)nready)];

@@ -46,7 +46,8 @@ int urt_event_wait(urt_event *e)
     int err = urt__check_blocking(self);
     if (err)
         return err;
-    if (__atomic_load_n(&e->set, __ATOMIC_ACQUIRE))
+    /* Set already: no lock to take (another runtime's local event still gets -EXDEV). */
+    if ((e->s.shared || e->s.owner == rt) && __atomic_load_n(&e->set, __ATOMIC_ACQUIRE))
         return 0;
     err = urt__sync_enter(&e->s, rt);
     if (err)

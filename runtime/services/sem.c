@@ -14,6 +14,12 @@ struct urt_sem {
     unsigned         value;
 };
 
+/* Under the semaphore's lock (or on its own runtime); urt_sem_value reads without it. */
+static inline void set_value(urt_sem *m, unsigned v)
+{
+    __atomic_store_n(&m->value, v, __ATOMIC_RELAXED);
+}
+
 urt_sem *urt_sem_new(unsigned value)
 {
     urt_sem *m = urt__sched_calloc(urt__rt, 1, sizeof *m);
@@ -38,7 +44,7 @@ int urt_sem_acquire(urt_sem *m)
     if (err)
         return err;
     if (m->value) {   /* (waiters only while it is 0) */
-        m->value--;
+        set_value(m, m->value - 1);
         urt__sync_leave(&m->s);
         return 0;
     }
@@ -54,7 +60,7 @@ int urt_sem_try_acquire(urt_sem *m)
         return err;
     err = m->value ? 0 : -EAGAIN;
     if (!err)
-        m->value--;
+        set_value(m, m->value - 1);
     urt__sync_leave(&m->s);
     return err;
 }
@@ -71,7 +77,7 @@ int urt_sem_release(urt_sem *m)
         if (m->value == UINT_MAX)
             err = -EOVERFLOW;
         else
-            m->value++;
+            set_value(m, m->value + 1);
     }
     urt__sync_leave(&m->s);
     return err;
