@@ -42,6 +42,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdbool.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <unistd.h>
@@ -122,16 +123,16 @@ static void idle_deadline(void)
         urt_deadline((O.idle_ns >= URT_SEC(1) ? urt_now_coarse() : urt_now()) + O.idle_ns);
 }
 
-/* One connection: echo until EOF, an error, the idle timeout or cancellation. Owns fd. */
-static int serve(void *arg)
+/*
+ * Echoes what is in buf (n bytes) and what follows, until EOF, an error, the idle timeout or
+ * cancellation: returns that result (<= 0). With grow set it returns early instead, the bytes
+ * unsent, when a message fills buf: the caller goes on with a bigger buffer.
+ */
+static ssize_t echo(int fd, char *buf, size_t cap, ssize_t n, bool grow)
 {
-    int fd = (int)(intptr_t)arg;
-    char buf[4 * 1024];   /* on the task's stack: only the pages used cost memory */
-    ssize_t n;
-
-    idle_deadline();
-    n = urt_recv(fd, buf, sizeof buf, 0);
     while (n > 0) {
+        if (grow && (size_t)n == cap)
+            return n;
         /* Activity: the idle clock starts again, for the echo and the next message alike (one
            clock read per message, not one per call). */
         idle_deadline();
@@ -141,22 +142,45 @@ static int serve(void *arg)
                once the send is done). MSG_NOSIGNAL: a vanished peer is -EPIPE, not a SIGPIPE
                that kills the server. */
             size_t sent;
-            n = urt_send_recv(fd, buf, (size_t)len, buf, sizeof buf, MSG_NOSIGNAL, &sent);
+            n = urt_send_recv(fd, buf, (size_t)len, buf, cap, MSG_NOSIGNAL, &sent);
             S.bytes += sent;
             continue;
         }
         /* send may take less than all of it when the peer reads slowly: loop. */
         for (ssize_t off = 0, w; off < len; off += w) {
             w = urt_send(fd, buf + off, (size_t)(len - off), MSG_NOSIGNAL);
-            if (w < 0) {
-                n = w;
-                goto done;
-            }
+            if (w < 0)
+                return w;
             S.bytes += (uint64_t)w;
         }
-        n = urt_recv(fd, buf, sizeof buf, 0);
+        n = urt_recv(fd, buf, cap, 0);
     }
-done:
+    return n;
+}
+
+/* The rest of a connection whose messages outgrew the small buffer: a 4 KiB one, in a frame of
+   its own so that a connection that never needs it never touches its page. */
+static __attribute__((noinline)) ssize_t echo_large(int fd, const char *pending, ssize_t n)
+{
+    char buf[4 * 1024];
+    memcpy(buf, pending, (size_t)n);
+    return echo(fd, buf, sizeof buf, n, false);
+}
+
+/*
+ * One connection. Owns fd. Its first buffer is small enough that the task's header, this frame
+ * and the frames of a blocking call share the stack's top page: a connection of small messages
+ * costs one page. The first message that fills it moves the connection to a 4 KiB buffer for
+ * good (and to a second page).
+ */
+static int serve(void *arg)
+{
+    int fd = (int)(intptr_t)arg;
+    char small[1024];
+    idle_deadline();
+    ssize_t n = echo(fd, small, sizeof small, urt_recv(fd, small, sizeof small, 0), true);
+    if (n > 0)
+        n = echo_large(fd, small, n);
     if (n == 0 || n == -ECONNRESET || n == -EPIPE)
         S.peer_closed++;
     else if (n == -ETIMEDOUT)

@@ -524,6 +524,28 @@ UT_TEST_T(idle_clients_time_out, 30)
     assert_int_equal(counter(&s, "closed_by_peer"), 1);
 }
 
+/* A connection starts on a small buffer and moves to a 4 KiB one at the first message that
+   fills it: messages around that size, in both modes, every byte checked, before and after. */
+static void sizes_on_one_connection(const char *const *args)
+{
+    struct server s;
+    server_start(&s, 0, args);
+    int fd = client(s.port);
+    assert_true(fd >= 0);
+    static const size_t sizes[] = { 1, 100, 1023, 1024, 1, 1025, 4096, 5000, 10, 65536, 3 };
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++)
+        assert_int_equal(echo_once(fd, sizes[i], (uint32_t)(i + 1)), 0);
+    close(fd);
+    int st = server_stop(&s, SIGTERM, 5000, NULL);
+    assert_true(EXITED_WITH(st, 0));
+}
+
+UT_TEST(messages_outgrow_the_small_buffer)
+{
+    sizes_on_one_connection(NULL);
+    sizes_on_one_connection((const char *[]){ "--separate-send", NULL });
+}
+
 /* An idle timeout of a second or more is renewed by the coarse clock (urt_now_coarse): it may
    fire a few ms early, never much more; and a message pushes it back. */
 UT_TEST_T(idle_timeout_of_seconds, 20)
@@ -730,6 +752,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(options_help_and_errors),
         cmocka_unit_test(many_concurrent_clients),
+        cmocka_unit_test(messages_outgrow_the_small_buffer),
         cmocka_unit_test(many_clients_on_two_runtimes),
         cmocka_unit_test(vanishing_clients),
         cmocka_unit_test(idle_clients_time_out),
