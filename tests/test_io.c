@@ -738,10 +738,17 @@ static int sends_main(void *arg)
     int sfd = urt_accept(lfd, NULL, NULL, 0);
     EXPECT(sfd >= 0);
     close(sfd);
-    for (int i = 0; i < 4; i++) {
-        r->tcp_send[i] = urt_send(cfd, buf, 1, 0);
-        urt_sleep(URT_MSEC(2));
+    r->tcp_send[0] = urt_send(cfd, buf, 1, 0);   /* goes out, or meets the reset already */
+    if (r->tcp_send[0] >= 0) {
+        /* Wait for the reset it draws, not for time: POLLPRI never comes here, but POLLERR and
+           POLLHUP are reported whatever was asked, and only the reset sets them. */
+        uint64_t old = urt_deadline(urt_now() + URT_SEC(30));
+        int ev = urt_poll(cfd, POLLPRI);
+        EXPECT(ev > 0 && (ev & (POLLERR | POLLHUP)));
+        urt_deadline(old);
     }
+    for (int i = 1; i < 4; i++)
+        r->tcp_send[i] = urt_send(cfd, buf, 1, 0);
     urt_close(cfd);
     close(lfd);
     r->pending = sigpipe_pending();
@@ -885,7 +892,7 @@ static int sigwait_main(void *arg)
 {
     struct sigwait_res *r = arg;
     urt_task *t = urt_spawn(wait_sigpipe, r);
-    urt_sleep(URT_MSEC(5));
+    urt_yield();   /* it runs first (FIFO), into urt_signal_wait, before the write below */
     int fd = broken_pipe();
     r->write = urt_write(fd, "x", 1, -1);
     close(fd);

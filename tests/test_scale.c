@@ -27,31 +27,6 @@
 #define SANITIZED 0
 #endif
 
-static long count_maps(void)
-{
-    FILE *f = fopen("/proc/self/maps", "r");
-    if (!f)
-        return -1;
-    long n = 0;
-    int c;
-    while ((c = getc(f)) != EOF)
-        n += c == '\n';
-    fclose(f);
-    return n;
-}
-
-static long rss_kib(void)
-{
-    FILE *f = fopen("/proc/self/statm", "r");
-    long size = 0, res = 0;
-    if (f) {
-        if (fscanf(f, "%ld %ld", &size, &res) != 2)
-            res = 0;
-        fclose(f);
-    }
-    return res * (sysconf(_SC_PAGESIZE) / 1024);
-}
-
 static long minflt(void)
 {
     struct rusage ru;
@@ -86,19 +61,19 @@ static int live_main(void *arg)
     urt_group *g = urt_group_new();
     EXPECT(g != NULL);
     struct urt_spawn_opts o = { .stack_size = LR.stack_size };
-    LR.rss_before = rss_kib();
+    LR.rss_before = ut_rss_kib();
     LR.flt_before = minflt();
     for (int i = 0; i < 100000; i++) {
         EXPECT_EQ(urt_group_spawn_ex(g, sleeper, NULL, &o), 0);
         if (i == 999) {
             urt_yield();   /* the first thousand run and go to sleep */
-            LR.maps_1k = count_maps();
+            LR.maps_1k = ut_count_maps();
         }
     }
     while (LR.started < 100000)   /* rounds: the rest start and go to sleep too */
         urt_yield();
-    LR.maps_100k = count_maps();
-    LR.rss_100k = rss_kib();
+    LR.maps_100k = ut_count_maps();
+    LR.rss_100k = ut_rss_kib();
     LR.flt_100k = minflt();
     urt_group_cancel(g);
     LR.wait_status = urt_group_wait(g);
@@ -162,13 +137,13 @@ static int reuse_main(void *arg)
         if (round == 100) {
             struct urt_stats st;
             urt_stats(&st);
-            r->rss_warm = rss_kib();
+            r->rss_warm = ut_rss_kib();
             r->mapped_warm = st.stacks_mapped;
         }
     }
     struct urt_stats st;
     urt_stats(&st);
-    r->rss_end = rss_kib();
+    r->rss_end = ut_rss_kib();
     r->mapped_end = st.stacks_mapped;
     return 0;
 }

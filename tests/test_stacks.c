@@ -36,31 +36,6 @@
 
 #define NLIVE 100000
 
-static long count_maps(void)
-{
-    FILE *f = fopen("/proc/self/maps", "r");
-    if (!f)
-        return -1;
-    long n = 0;
-    int c;
-    while ((c = getc(f)) != EOF)
-        n += c == '\n';
-    fclose(f);
-    return n;
-}
-
-static long rss_kib(void)
-{
-    FILE *f = fopen("/proc/self/statm", "r");
-    long size = 0, res = 0;
-    if (f) {
-        if (fscanf(f, "%ld %ld", &size, &res) != 2)
-            res = 0;
-        fclose(f);
-    }
-    return res * (sysconf(_SC_PAGESIZE) / 1024);
-}
-
 struct live {
     long maps_1k, maps_all, rss_before, rss_all, rss_after;
     int  started, woke, wait_status;
@@ -83,18 +58,18 @@ static int live_main(void *arg)
     (void)arg;
     urt_group *g = urt_group_new();
     EXPECT(g != NULL);
-    L.rss_before = rss_kib();
+    L.rss_before = ut_rss_kib();
     for (int i = 0; i < NLIVE; i++) {
         EXPECT_EQ(urt_group_spawn(g, sleeper, NULL), 0);
         if (i == 999) {
             urt_yield();
-            L.maps_1k = count_maps();
+            L.maps_1k = ut_count_maps();
         }
     }
     while (L.started < NLIVE)
         urt_yield();
-    L.maps_all = count_maps();
-    L.rss_all = rss_kib();
+    L.maps_all = ut_count_maps();
+    L.rss_all = ut_rss_kib();
     urt_group_cancel(g);
     L.wait_status = urt_group_wait(g);
     urt_group_free(g);
@@ -105,7 +80,7 @@ static int live_main(void *arg)
     struct urt_stats st;
     urt_stats(&st);
     L.pooled = st.stacks_pooled;
-    L.rss_after = rss_kib();
+    L.rss_after = ut_rss_kib();
     return 0;
 }
 
@@ -113,10 +88,10 @@ static void live_in(const char *mode)
 {
     EXPECT_EQ(setenv("URT_STACK_PREPARE", mode, 1), 0);
     memset(&L, 0, sizeof L);
-    long maps_before = count_maps();
+    long maps_before = ut_count_maps();
     struct urt_config cfg = { .stack_pool_max = 1024 };
     EXPECT_EQ(urt_run(live_main, NULL, &cfg), 0);
-    long maps_end = count_maps();
+    long maps_end = ut_count_maps();
     UT_NOTE("  %s: mappings %ld at 1,000 live tasks, %ld at 100,000, %ld before and %ld after "
             "the runtime; RSS %ld KiB before, %ld with 100,000 alive, %ld after they ended\n",
             mode, L.maps_1k, L.maps_all, maps_before, maps_end, L.rss_before, L.rss_all,

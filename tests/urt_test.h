@@ -143,6 +143,35 @@ static int ut_under_valgrind(void)
         }                                                                            \
     } while (0)
 
+/* The calling process's memory mappings (lines of /proc/self/maps), or -1. */
+static long ut_count_maps(void) __attribute__((unused));
+static long ut_count_maps(void)
+{
+    FILE *f = fopen("/proc/self/maps", "r");
+    if (!f)
+        return -1;
+    long n = 0;
+    int c;
+    while ((c = getc(f)) != EOF)
+        n += c == '\n';
+    fclose(f);
+    return n;
+}
+
+/* The calling process's resident memory now, in KiB (0 if unknown). */
+static long ut_rss_kib(void) __attribute__((unused));
+static long ut_rss_kib(void)
+{
+    FILE *f = fopen("/proc/self/statm", "r");
+    long size = 0, res = 0;
+    if (f) {
+        if (fscanf(f, "%ld %ld", &size, &res) != 2)
+            res = 0;
+        fclose(f);
+    }
+    return res * (sysconf(_SC_PAGESIZE) / 1024);
+}
+
 /* A line of information in the test's output (flushed: a failing child aborts). */
 #define UT_NOTE(...)                                                                 \
     do {                                                                             \
