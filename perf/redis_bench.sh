@@ -50,7 +50,8 @@ require_bins "$build/examples/redis"
 
 if ! command -v redis-server >/dev/null || ! command -v redis-benchmark >/dev/null; then
     printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q redis-server redis-tools >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q redis-server redis-tools >/dev/null ||
+        { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -q redis-server redis-tools >/dev/null; }
     rm -f /usr/sbin/policy-rc.d
 fi
 

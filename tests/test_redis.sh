@@ -13,7 +13,10 @@ redis=${1:?usage: $0 build/examples/redis}
 if ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
         printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -q redis-server redis-tools >/dev/null 2>&1
+        # (a fresh machine may have no package lists yet: update once if the first try fails)
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q redis-server redis-tools >/dev/null 2>&1 ||
+            { apt-get update -qq >/dev/null 2>&1 &&
+              DEBIAN_FRONTEND=noninteractive apt-get install -y -q redis-server redis-tools >/dev/null 2>&1; }
         rm -f /usr/sbin/policy-rc.d
     fi
     if ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null; then
