@@ -100,7 +100,7 @@ static void print_reply(const rc_reply *r, const char *indent)
         }
         int width = snprintf(NULL, 0, "%zu", r->n);
         /* Elements' own lines line up under the first: the index's width and ") ". */
-        char inner[256];
+        char inner[RC_MAX_DEPTH * 16 + 16];   /* (width + 2 a level, at most 12) */
         snprintf(inner, sizeof inner, "%s%*s", indent, width + 2, "");
         for (size_t i = 0; i < r->n; i++) {
             printf("%s%*zu) ", i ? indent : "", width, i + 1);

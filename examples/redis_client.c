@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include "redis_client.h"
 #include "urt.h"
@@ -26,6 +27,7 @@ struct rc_conn {
     char  *out;             /* queued commands */
     size_t out_len, out_cap;
     size_t pending;         /* commands queued or sent whose replies are not read yet */
+    size_t scanned;         /* bytes buffered when a scan last found the reply incomplete */
     rc_conn *next_idle;     /* in a pool's idle list */
 };
 
@@ -40,8 +42,11 @@ int rc_connect(const char *host, int port, rc_conn **out)
     struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM };
     struct addrinfo *res;
     int err = urt_getaddrinfo(host, service, &hints, &res);
-    if (err)   /* (EAI_* codes: a name that does not resolve is a host we cannot reach) */
-        return err == EAI_SYSTEM ? -errno : -EHOSTUNREACH;
+    if (err) {   /* EAI_* codes: a name that does not resolve is a host we cannot reach */
+        if (err == EAI_SYSTEM)
+            return errno ? -errno : -EIO;
+        return err == EAI_MEMORY ? -ENOMEM : -EHOSTUNREACH;
+    }
     int fd = -EHOSTUNREACH;
     for (struct addrinfo *a = res; a; a = a->ai_next) {
         fd = urt_socket(a->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -72,7 +77,8 @@ void rc_close(rc_conn *c)
 {
     if (!c)
         return;
-    urt_close(c->fd);
+    if (urt_close(c->fd) == -EPERM)
+        close(c->fd);   /* outside a task (a pool freed after urt_run): plain close(2) */
     free(c->in);
     free(c->out);
     free(c);
@@ -282,15 +288,28 @@ int rc_read(rc_conn *c, rc_reply **out)
 {
     if (!c || !out)
         return -EINVAL;
+    if (!c->pending && c->pos == c->end)
+        return -EINVAL;   /* no reply is coming: it would wait forever */
     int err = rc_flush(c);
     if (err)
         return err;
+    bool drained = true;   /* the last receive took all there was */
     for (;;) {
+        /* A partial reply is scanned again from its start, so only when it has grown by a
+           quarter or the socket had nothing more for now: a large reply costs a few scans,
+           not one per receive. */
+        size_t have = c->end - c->pos;
+        int got = 0;
         const char *p = c->in + c->pos;
-        int got = c->in ? scan(&p, c->in + c->end, 0, NULL) : 0;
-        if (got < 0)
-            return got;
+        if (c->in && (drained || have >= c->scanned + c->scanned / 4)) {
+            got = scan(&p, c->in + c->end, 0, NULL);
+            if (got < 0)
+                return got;
+            if (!got)
+                c->scanned = have;
+        }
         if (got) {
+            c->scanned = 0;
             rc_reply *r = calloc(1, sizeof *r);
             if (!r)
                 return -ENOMEM;
@@ -314,14 +333,18 @@ int rc_read(rc_conn *c, rc_reply **out)
             c->end -= c->pos;
             c->pos = 0;
         }
-        if (c->cap - c->end < 4096 && reserve(&c->in, &c->cap, c->end + 16384))
+        if (c->end >= RC_MAX_REPLY)
+            return -EPROTO;   /* one reply larger than any this client takes */
+        if (c->cap - c->end < 4096 && reserve(&c->in, &c->cap, c->end + c->end / 2 + 16384))
             return -ENOMEM;
-        ssize_t n = urt_recv(c->fd, c->in + c->end, c->cap - c->end, 0);
+        size_t room = c->cap - c->end;
+        ssize_t n = urt_recv(c->fd, c->in + c->end, room, 0);
         if (n == 0)
             return -ECONNRESET;   /* the server closed the connection mid-reply */
         if (n < 0)
             return (int)n;
         c->end += (size_t)n;
+        drained = (size_t)n < room;
     }
 }
 
@@ -371,14 +394,15 @@ int rc_pool_get(rc_pool *p, rc_conn **out)
     int err = urt_sem_acquire(p->units);
     if (err)
         return err;
+    p->lent++;   /* from here: rc_pool_free must wait for it, connected or not */
     rc_conn *c = p->idle;
     if (c) {
         p->idle = c->next_idle;
     } else if ((err = rc_connect(p->host, p->port, &c)) != 0) {
+        p->lent--;
         urt_sem_release(p->units);
         return err;
     }
-    p->lent++;
     *out = c;
     return 0;
 }
@@ -401,14 +425,13 @@ int rc_pool_free(rc_pool *p)
 {
     if (!p)
         return 0;
-    if (p->lent)
+    if (p->lent || urt_sem_free(p->units) != 0)   /* lent, or tasks waiting for one */
         return -EBUSY;
     while (p->idle) {
         rc_conn *c = p->idle;
         p->idle = c->next_idle;
         rc_close(c);
     }
-    urt_sem_free(p->units);
     free(p->host);
     free(p);
     return 0;

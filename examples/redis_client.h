@@ -42,6 +42,7 @@ typedef struct rc_reply {
 #define RC_MAX_BULK  (512u * 1024 * 1024)   /* Redis's own proto-max-bulk-len */
 #define RC_MAX_ELEMS (1u << 24)
 #define RC_MAX_DEPTH 32
+#define RC_MAX_REPLY (1u << 30)            /* bytes of one reply, all of it */
 
 typedef struct rc_conn rc_conn;
 
@@ -57,7 +58,7 @@ int rc_append(rc_conn *c, int argc, const char *const *argv, const size_t *argvl
 /* (T) Sends what is queued. */
 int rc_flush(rc_conn *c);
 /* (T) The next reply, in the order of the commands: sends what is queued, then reads. The reply
-   is the caller's, to give to rc_reply_free. */
+   is the caller's, to give to rc_reply_free. -EINVAL when no command awaits a reply. */
 int rc_read(rc_conn *c, rc_reply **out);
 /* (T) One command and its reply: rc_append and rc_read. */
 int rc_command(rc_conn *c, rc_reply **out, int argc, const char *const *argv,
@@ -71,9 +72,10 @@ rc_pool *rc_pool_new(const char *host, int port, int size);
 /* (T) A connection of the pool: an idle one, a new one while fewer than size exist, else the
    first to come back (FIFO among waiting tasks). Honours the task's deadline and cancel. */
 int rc_pool_get(rc_pool *p, rc_conn **out);
-/* Gives c back; broken: it failed (see above), close it instead of keeping it. */
+/* (T) Gives c back; broken: it failed (see above), close it instead of keeping it. */
 void rc_pool_put(rc_pool *p, rc_conn *c, bool broken);
-/* Closes the idle connections and frees p: every lent one must be back. -EBUSY otherwise. */
+/* Closes the idle connections and frees p: every lent one must be back and no task waiting
+   in rc_pool_get, else -EBUSY and nothing is freed. Also after urt_run has returned. */
 int rc_pool_free(rc_pool *p);
 
 #endif

@@ -49,16 +49,27 @@ source "$root/perf/lib.sh"
 require_bins "$build/examples/redis"
 
 if ! command -v redis-server >/dev/null || ! command -v redis-benchmark >/dev/null; then
-    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
+    if [ "$(id -u)" != 0 ]; then
+        echo "$0: redis-server and redis-tools are missing: run as root to install them" >&2
+        exit 1
+    fi
+    own=""
+    if [ ! -e /usr/sbin/policy-rc.d ]; then   # keep their service from starting
+        printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
+        own=1
+    fi
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q redis-server redis-tools >/dev/null ||
         { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -q redis-server redis-tools >/dev/null; }
-    rm -f /usr/sbin/policy-rc.d
+    [ -z "$own" ] || rm -f /usr/sbin/policy-rc.d
 fi
 
 dir=$(mktemp -d)
 srv=""
 cleanup() {
-    [ -z "$srv" ] || kill "$srv" 2>/dev/null || true
+    if [ -n "$srv" ]; then
+        kill "$srv" 2>/dev/null || true
+        wait "$srv" 2>/dev/null || true
+    fi
     rm -rf "$dir"
 }
 trap cleanup EXIT
@@ -71,7 +82,9 @@ for _ in $(seq 20); do
         >"$dir/server.log" 2>&1 &
     srv=$!
     for _ in $(seq 100); do
-        redis-cli -p "$p" PING 2>/dev/null | grep -q PONG && { port=$p; break 2; }
+        # ours answering, not some other Redis that already had the port
+        kill -0 "$srv" 2>/dev/null && redis-cli -p "$p" INFO server 2>/dev/null |
+            tr -d '\r' | grep -qx "process_id:$srv" && { port=$p; break 2; }
         kill -0 "$srv" 2>/dev/null || break
         sleep 0.05
     done

@@ -12,12 +12,17 @@ redis=${1:?usage: $0 build/examples/redis}
 
 if ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-        printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
+        # Keep the package's service from starting (a policy-rc.d of the machine's own stays).
+        own=""
+        if [ ! -e /usr/sbin/policy-rc.d ]; then
+            printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
+            own=1
+        fi
         # (a fresh machine may have no package lists yet: update once if the first try fails)
         DEBIAN_FRONTEND=noninteractive apt-get install -y -q redis-server redis-tools >/dev/null 2>&1 ||
             { apt-get update -qq >/dev/null 2>&1 &&
               DEBIAN_FRONTEND=noninteractive apt-get install -y -q redis-server redis-tools >/dev/null 2>&1; }
-        rm -f /usr/sbin/policy-rc.d
+        [ -z "$own" ] || rm -f /usr/sbin/policy-rc.d
     fi
     if ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null; then
         echo "SKIP: redis-server and redis-cli are not installed and could not be (apt-get, as root)"
@@ -42,7 +47,9 @@ for try in $(seq 20); do
         --dir "$dir" >"$dir/server.log" 2>&1 &
     srv=$!
     for _ in $(seq 100); do
-        if redis-cli -p "$p" PING 2>/dev/null | grep -q PONG; then
+        # ours answering, not some other Redis that already had the port
+        if kill -0 "$srv" 2>/dev/null &&
+            redis-cli -p "$p" INFO server 2>/dev/null | tr -d '\r' | grep -qx "process_id:$srv"; then
             port=$p
             break 2
         fi

@@ -55,6 +55,7 @@ static int read_fed(const char *bytes, size_t len, size_t step, bool close_after
     int peer;
     rc_conn *c = pair_conn(&peer);
     EXPECT(c != NULL);
+    c->pending = 1;   /* as if a command had gone out */
     struct feed f = { peer, bytes, len, step, close_after, false };
     urt_task *t = urt_spawn(feeder, &f);
     *out = NULL;
@@ -229,6 +230,8 @@ static int pipeline_main(void *arg)
     EXPECT(r1 && r1->type == RC_STATUS);
     EXPECT(r2 && r2->type == RC_BULK && r2->len == 5 && memcmp(r2->str, "a b\r\n", 5) == 0);
     EXPECT_EQ(c->pending, 0);
+    rc_reply *none;
+    EXPECT_EQ(rc_read(c, &none), -EINVAL);   /* nothing awaits a reply */
     rc_reply_free(r1);
     rc_reply_free(r2);
     urt_close(peer);
@@ -241,6 +244,64 @@ UT_TEST(commands_out_and_pipelined_replies_in_order)
     assert_int_equal(urt_run(pipeline_main, NULL, NULL), 0);
 }
 
+/* A reply much larger than one receive, arriving in small pieces: whole and intact. */
+static int big_main(void *arg)
+{
+    (void)arg;
+    size_t n = 2u << 20;
+    char *bytes = malloc(n + 32);
+    EXPECT(bytes != NULL);
+    if (!bytes)
+        return 0;
+    int h = sprintf(bytes, "$%zu\r\n", n);
+    for (size_t i = 0; i < n; i++)
+        bytes[h + (int)i] = (char)('a' + i % 26);
+    memcpy(bytes + h + n, "\r\n", 2);
+    rc_reply *r;
+    EXPECT_EQ(read_fed(bytes, (size_t)h + n + 2, 7000, false, &r), 0);
+    EXPECT(r && r->type == RC_BULK && r->len == n && r->str[n - 1] == (char)('a' + (n - 1) % 26));
+    rc_reply_free(r);
+    free(bytes);
+    return 0;
+}
+
+UT_TEST(a_reply_larger_than_a_receive)
+{
+    assert_int_equal(urt_run(big_main, NULL, NULL), 0);
+}
+
+/* The pool: a failed connect gives its unit back; a lent connection keeps the pool alive. */
+static int pool_main(void *arg)
+{
+    int port = *(int *)arg;
+    rc_pool *p = rc_pool_new("127.0.0.1", 1, 2);   /* nothing listens on port 1 */
+    EXPECT(p != NULL);
+    rc_conn *c;
+    EXPECT_EQ(rc_pool_get(p, &c), -ECONNREFUSED);
+    EXPECT_EQ(rc_pool_get(p, &c), -ECONNREFUSED);
+    EXPECT_EQ(rc_pool_get(p, &c), -ECONNREFUSED);   /* (no unit was lost) */
+    EXPECT_EQ(rc_pool_free(p), 0);
+    p = rc_pool_new("127.0.0.1", port, 1);
+    EXPECT(p != NULL);
+    EXPECT_EQ(rc_pool_get(p, &c), 0);
+    EXPECT_EQ(rc_pool_free(p), -EBUSY);
+    rc_pool_put(p, c, false);
+    EXPECT_EQ(rc_pool_get(p, &c), 0);   /* the same connection, idle in the pool */
+    rc_pool_put(p, c, true);            /* broken: closed, its unit back */
+    EXPECT_EQ(rc_pool_free(p), 0);
+    return 0;
+}
+
+UT_TEST(pool_units_come_back)
+{
+    struct sockaddr_in addr;
+    int lfd = ut_tcp_listener(8, &addr);
+    assert_true(lfd >= 0);
+    int port = ntohs(addr.sin_port);
+    assert_int_equal(urt_run(pool_main, &port, NULL), 0);
+    close(lfd);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -248,6 +309,8 @@ int main(void)
         cmocka_unit_test(malformed_replies_are_eproto),
         cmocka_unit_test(fuzzed_replies_never_crash),
         cmocka_unit_test(commands_out_and_pipelined_replies_in_order),
+        cmocka_unit_test(a_reply_larger_than_a_receive),
+        cmocka_unit_test(pool_units_come_back),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
