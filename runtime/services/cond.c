@@ -17,10 +17,9 @@ struct urt_cond {
 
 urt_cond *urt_cond_new(void)
 {
-    urt_cond *c = urt__sched_calloc(urt__rt, 1, sizeof *c);
+    urt_cond *c = (urt_cond *)(void *)urt__sync_new(sizeof *c);
     if (!c)
         return NULL;
-    urt__sync_init(&c->s);
     return c;
 }
 
@@ -84,12 +83,5 @@ int urt_cond_wait(urt_cond *c, urt_mutex *m)
 
 int urt_cond_free(urt_cond *c)
 {
-    if (!c)
-        return 0;
-    struct urt_runtime *rt = urt__rt;
-    int err = urt__sync_check_free(&c->s, NULL);
-    if (err)
-        return err;
-    urt__sched_free(rt, c);
-    return 0;
+    return c ? urt__sync_free(&c->s, NULL) : 0;
 }

@@ -12,10 +12,9 @@ struct urt_event {
 
 urt_event *urt_event_new(void)
 {
-    urt_event *e = urt__sched_calloc(urt__rt, 1, sizeof *e);
+    urt_event *e = (urt_event *)(void *)urt__sync_new(sizeof *e);
     if (!e)
         return NULL;
-    urt__sync_init(&e->s);
     return e;
 }
 
@@ -68,12 +67,5 @@ int urt_event_is_set(urt_event *e)
 
 int urt_event_free(urt_event *e)
 {
-    if (!e)
-        return 0;
-    struct urt_runtime *rt = urt__rt;
-    int err = urt__sync_check_free(&e->s, NULL);
-    if (err)
-        return err;
-    urt__sched_free(rt, e);
-    return 0;
+    return e ? urt__sync_free(&e->s, NULL) : 0;
 }

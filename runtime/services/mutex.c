@@ -14,10 +14,9 @@
 
 urt_mutex *urt_mutex_new(void)
 {
-    urt_mutex *m = urt__sched_calloc(urt__rt, 1, sizeof *m);
+    urt_mutex *m = (urt_mutex *)(void *)urt__sync_new(sizeof *m);
     if (!m)
         return NULL;
-    urt__sync_init(&m->s);
     return m;
 }
 
@@ -126,12 +125,5 @@ int urt_mutex_unlock(urt_mutex *m)
 
 int urt_mutex_free(urt_mutex *m)
 {
-    if (!m)
-        return 0;
-    struct urt_runtime *rt = urt__rt;
-    int err = urt__sync_check_free(&m->s, &m->holder);
-    if (err)
-        return err;
-    urt__sched_free(rt, m);
-    return 0;
+    return m ? urt__sync_free(&m->s, &m->holder) : 0;
 }

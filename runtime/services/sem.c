@@ -22,10 +22,9 @@ static inline void set_value(urt_sem *m, unsigned v)
 
 urt_sem *urt_sem_new(unsigned value)
 {
-    urt_sem *m = urt__sched_calloc(urt__rt, 1, sizeof *m);
+    urt_sem *m = (urt_sem *)(void *)urt__sync_new(sizeof *m);
     if (!m)
         return NULL;
-    urt__sync_init(&m->s);
     m->value = value;
     return m;
 }
@@ -93,12 +92,5 @@ int urt_sem_value(urt_sem *m)
 
 int urt_sem_free(urt_sem *m)
 {
-    if (!m)
-        return 0;
-    struct urt_runtime *rt = urt__rt;
-    int err = urt__sync_check_free(&m->s, NULL);
-    if (err)
-        return err;
-    urt__sched_free(rt, m);
-    return 0;
+    return m ? urt__sync_free(&m->s, NULL) : 0;
 }

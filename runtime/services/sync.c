@@ -5,12 +5,16 @@
 #include "sched/sched.h"
 #include "services/sync.h"
 
-void urt__sync_init(struct urt__sync *s)
+struct urt__sync *urt__sync_new(size_t size)
 {
     struct urt_runtime *rt = urt__rt;
+    struct urt__sync *s = urt__sched_calloc(rt, 1, size);
+    if (!s)
+        return NULL;
     s->shared = rt && urt_thread_count() > 1;
     s->owner = rt;
     s->lock = (urt__lock)URT__LOCK_INIT;
+    return s;
 }
 
 int urt__sync_wait(struct urt_runtime *rt, struct urt__sync *s, bool intr, const char *what,
@@ -53,7 +57,7 @@ bool urt__sync_waiting(const struct urt__sync *s)
     return s->shared ? s->xq.list.head != NULL : s->wq.list.head != NULL;
 }
 
-int urt__sync_check_free(struct urt__sync *s, struct urt_task *const *holder)
+int urt__sync_free(struct urt__sync *s, struct urt_task *const *holder)
 {
     struct urt_runtime *rt = urt__rt;
     if (!s->shared && rt && s->owner && rt != s->owner)
@@ -62,5 +66,8 @@ int urt__sync_check_free(struct urt__sync *s, struct urt_task *const *holder)
         urt__lock_take(&s->lock);
     bool busy = urt__sync_waiting(s) || (holder && *holder);
     urt__sync_leave(s);
-    return busy ? -EBUSY : 0;
+    if (busy)
+        return -EBUSY;
+    urt__sched_free(rt, s);
+    return 0;
 }

@@ -13,6 +13,7 @@
 
 #include <errno.h>
 #include <stdbool.h>
+#include <stddef.h>
 
 #include "base/lock.h"
 #include "sched/waitq.h"
@@ -29,8 +30,9 @@ struct urt__sync {
     struct urt__xqueue  xq;      /* shared waiters                                              */
 };
 
-/* Sets s up for a primitive made by the caller (a task, or any thread for a local one). */
-void urt__sync_init(struct urt__sync *s);
+/* A new primitive of size bytes, zeroed, whose first member is the struct urt__sync it returns,
+   set up for the caller (a task, or any thread for a local one). NULL without memory. */
+struct urt__sync *urt__sync_new(size_t size);
 
 /* Takes s for the caller: 0, or -EXDEV (a local primitive of another runtime, or from a thread
    that runs none; then s is not taken). */
@@ -61,8 +63,9 @@ struct urt_task *urt__sync_wake_one(struct urt_runtime *rt, struct urt__sync *s,
 void urt__sync_wake_all(struct urt_runtime *rt, struct urt__sync *s, int result);
 bool urt__sync_waiting(const struct urt__sync *s);
 
-/* Whether the caller may free the primitive: 0, -EXDEV (a local one of another runtime), or
-   -EBUSY (a task waits on it, or holds it: *holder, when given, is not NULL). */
-int urt__sync_check_free(struct urt__sync *s, struct urt_task *const *holder);
+/* Frees the primitive s is the first member of, when the caller may: 0; else nothing is freed
+   and -EXDEV (a local one of another runtime) or -EBUSY (a task waits on it, or holds it:
+   *holder, when given, is not NULL). */
+int urt__sync_free(struct urt__sync *s, struct urt_task *const *holder);
 
 #endif
