@@ -159,8 +159,8 @@ int urt__xwait(struct urt_runtime *rt, struct urt__xqueue *q, urt__lock *lock,
                struct urt__xwaiter *w)
 {
     struct urt_task *self = rt->current;
-    int err = w->nointr ? 0 : urt__check_blocking(self);
-    if (!err && !w->nointr && self->deadline && urt__deadline_arm(&rt->timers, self) < 0)
+    int err = w->hook.nointr ? 0 : urt__check_blocking(self);
+    if (!err && !w->hook.nointr && self->deadline && urt__deadline_arm(&rt->timers, self) < 0)
         err = -ENOMEM;
     /* (Made under the primitive's lock: allocating on the scheduler's stack runs no task.) */
     struct urt__inbox *inbox = err ? NULL : urt__inbox_of(rt);
@@ -170,8 +170,7 @@ int urt__xwait(struct urt_runtime *rt, struct urt__xqueue *q, urt__lock *lock,
         urt__lock_give(lock);
         return err;
     }
-    w->hook.interrupt = w->nointr ? ignore : interrupt;
-    w->hook.nointr = w->nointr;
+    w->hook.interrupt = w->hook.nointr ? ignore : interrupt;
     w->lock = lock;
     w->rt = rt;
     w->inbox = inbox;

@@ -25,7 +25,8 @@ struct urt__xqueue {
 /* Lives on the waiting task's stack. A waker reads what it needs, then sets done last: from that
    moment the record may be gone. */
 struct urt__xwaiter {
-    struct urt__io_wait  hook;     /* how a cancel or deadline ends the wait                  */
+    struct urt__io_wait  hook;     /* how a cancel or deadline ends the wait; hook.nointr, set
+                                      by the caller: they leave it waiting                    */
     struct urt__link     link;
     struct urt__xqueue  *queue;    /* NULL once woken or unlinked                             */
     urt__lock           *lock;     /* the primitive's lock, which guards queue and done       */
@@ -39,7 +40,6 @@ struct urt__xwaiter {
     int                  done;     /* atomic                                                  */
     const char          *what;     /* for urt_dump                                            */
     const void          *obj;
-    bool                 nointr;   /* set by the caller: cancel and deadline leave it waiting */
     int                 *claim;    /* a select's: as in waitq.h                               */
     int                  claim_as;
 };
@@ -53,7 +53,7 @@ void urt__xwake(struct urt__xwaiter *w, int result);
 
 /*
  * Parks the current task on q, whose lock (held by the caller) is `lock`, until urt__xwake, its
- * cancellation or its deadline (unless w->nointr: a wait that must end only by its waker, such
+ * cancellation or its deadline (unless w->hook.nointr: a wait that must end only by its waker, such
  * as taking back a mutex in a condition wait). Releases the lock while it waits and returns
  * without it. Returns the waker's result, or -ECANCELED / -ETIMEDOUT / -ENOMEM (w is then off
  * the queue).

@@ -24,7 +24,7 @@ int urt__sync_wait(struct urt_runtime *rt, struct urt__sync *s, bool intr, const
         struct urt__waiter w = { .what = what, .obj = obj };
         return urt__wq_wait(rt, &s->wq, &w, intr);
     }
-    struct urt__xwaiter w = { .what = what, .obj = obj, .nointr = !intr };
+    struct urt__xwaiter w = { .hook.nointr = !intr, .what = what, .obj = obj };
     return urt__xwait(rt, &s->xq, &s->lock, &w);
 }
 
