@@ -484,6 +484,28 @@ int urt_fsync(int fd, int datasync);
 /* (T) shutdown(2). */
 int urt_shutdown(int fd, int how);
 
+/*
+ * (T) splice(2): moves up to len bytes from fd_in to fd_out inside the kernel, one of them a
+ * pipe. off_in/off_out as splice's: NULL for a pipe or to use (and advance) the fd's position,
+ * else read from and advanced by what was moved. flags are SPLICE_F_*. Returns the bytes moved,
+ * 0 at end of input, or a negative errno: splice's (-EINVAL: neither fd a pipe, or a negative
+ * offset; -ESPIPE; -EBADF; -EPIPE, without a SIGPIPE), -ECANCELED, -ETIMEDOUT.
+ */
+ssize_t urt_splice(int fd_in, int64_t *off_in, int fd_out, int64_t *off_out, size_t len,
+                   unsigned flags);
+
+/*
+ * (T) Sends count bytes of the file in_fd, from *offset on, to out_fd (a socket, or a pipe), the
+ * way sendfile(2) does: the pages go from the page cache to the socket inside the kernel, through
+ * a pipe the runtime lends (io_uring splices; a few pipes are kept per runtime and closed by its
+ * end). Returns count, fewer bytes only when the file ends first, or a negative errno: -EPIPE or
+ * -ECONNRESET (the peer went; no SIGPIPE), -EINVAL (offset NULL or negative, in_fd cannot be
+ * spliced from), -EBADF, -EMFILE/-ENFILE (no pipe could be made), -ECANCELED, -ETIMEDOUT. In every
+ * case *offset is advanced by the bytes out_fd took and no more: after an error, the bytes from
+ * *offset on were not sent.
+ */
+ssize_t urt_sendfile(int out_fd, int in_fd, int64_t *offset, size_t count);
+
 /* (T) Waits until fd is ready for events (POLLIN, POLLOUT…); returns the events that are ready. */
 int urt_poll(int fd, short events);
 

@@ -34,6 +34,7 @@ set(URT_SOURCES
   ${PROJECT_SOURCE_DIR}/runtime/ops/sleep.c
   # services: what plugs in on top
   ${PROJECT_SOURCE_DIR}/runtime/services/send_recv.c
+  ${PROJECT_SOURCE_DIR}/runtime/services/sendfile.c
   ${PROJECT_SOURCE_DIR}/runtime/services/listener.c
   ${PROJECT_SOURCE_DIR}/runtime/services/blocking.c
   ${PROJECT_SOURCE_DIR}/runtime/services/signal.c

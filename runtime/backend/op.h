@@ -34,7 +34,15 @@ enum urt__op_kind {
                               may use until the completion                                  */
     URT__OP_CANCEL,        /* buf = the struct urt__op to cancel                             */
     URT__OP_CANCEL_FD,     /* fd: every operation on it                                      */
+    URT__OP_SPLICE,        /* fd = fd_out, off = off_out, buf = struct urt__splice_in, len,
+                              flags = SPLICE_F_*; an offset of -1: the fd's own position      */
     URT__OP_KINDS,
+};
+
+/* Where a splice reads from (the record names its fd and offset only once). */
+struct urt__splice_in {
+    int32_t fd;
+    int64_t off;
 };
 
 /* Passed to on_complete: more completions of this operation will follow (a multishot one). */

@@ -181,6 +181,12 @@ static void prep_special(struct io_uring_sqe *sqe, const struct urt__op *op)
     case URT__OP_CANCEL_FD:
         io_uring_prep_cancel_fd(sqe, op->fd, IORING_ASYNC_CANCEL_ALL);
         break;
+    case URT__OP_SPLICE: {
+        const struct urt__splice_in *in = op->buf;
+        io_uring_prep_splice(sqe, in->fd, in->off, op->fd, (int64_t)op->off, op->len,
+                             (unsigned)op->flags);
+        break;
+    }
     default:
         io_uring_prep_nop(sqe);
         break;

@@ -174,6 +174,28 @@ int urt_fsync(int fd, int datasync)
     return simple(URT__OP_FSYNC, fd, NULL, 0, datasync != 0, 0);
 }
 
+ssize_t urt_splice(int fd_in, int64_t *off_in, int fd_out, int64_t *off_out, size_t len,
+                   unsigned flags)
+{
+    if ((off_in && *off_in < 0) || (off_out && *off_out < 0))
+        return -EINVAL;
+    struct urt__task_op o;
+    int err = urt__op_begin(&o);
+    if (err)
+        return err;
+    struct urt__splice_in in = { .fd = fd_in, .off = off_in ? *off_in : -1 };
+    urt__op_prepare(&o, URT__OP_SPLICE, fd_out, &in, rw_len(len), (int)flags,
+                    off_out ? (uint64_t)*off_out : UINT64_MAX);
+    int res = no_sigpipe(urt__op_wait(&o));
+    if (res > 0) {
+        if (off_in)
+            *off_in += res;
+        if (off_out)
+            *off_out += res;
+    }
+    return res;
+}
+
 int urt_shutdown(int fd, int how)
 {
     return simple(URT__OP_SHUTDOWN, fd, NULL, 0, how, 0);

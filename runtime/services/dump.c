@@ -26,7 +26,7 @@ static const char *op_name(unsigned kind)
         [URT__OP_RECVMSG] = "recvmsg", [URT__OP_SENDMSG] = "sendmsg", [URT__OP_ACCEPT] = "accept",
         [URT__OP_CONNECT] = "connect", [URT__OP_SOCKET] = "socket",   [URT__OP_OPEN] = "open",
         [URT__OP_FSYNC] = "fsync",     [URT__OP_SHUTDOWN] = "shutdown", [URT__OP_POLL] = "poll",
-        [URT__OP_CLOSE] = "close",     [URT__OP_TIMEOUT] = "sleep",
+        [URT__OP_CLOSE] = "close",     [URT__OP_TIMEOUT] = "sleep",   [URT__OP_SPLICE] = "splice",
     };
     return kind < URT__OP_KINDS && names[kind] ? names[kind] : "op";
 }
