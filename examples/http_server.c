@@ -221,21 +221,55 @@ static const char *reason(int status)
     }
 }
 
-/* A response's head. close: the connection ends after it (said in the head); keep_alive_10: an
-   HTTP/1.0 client asked for keep-alive, which must be confirmed. */
+static char *cat(char *p, const char *s, size_t n)
+{
+    memcpy(p, s, n);
+    return p + n;
+}
+
+#define CAT(p, literal) cat(p, literal, sizeof literal - 1)
+
+static char *cat_u64(char *p, uint64_t v)
+{
+    char digits[20];
+    int i = sizeof digits;
+    do
+        digits[--i] = (char)('0' + v % 10);
+    while ((v /= 10) != 0);
+    return cat(p, digits + i, sizeof digits - (size_t)i);
+}
+
+/*
+ * A response's head. close: the connection ends after it (said in the head); keep_alive_10: an
+ * HTTP/1.0 client asked for keep-alive, which must be confirmed. Put together by hand: printf's
+ * machinery would be the largest cost of a small response in user space.
+ */
 static ssize_t put_head(struct conn *c, int status, const char *type, uint64_t length,
                         bool close, bool keep_alive_10, const char *extra)
 {
-    char head[320];
-    int n = snprintf(head, sizeof head,
-                     "HTTP/1.1 %d %s\r\nServer: urt\r\n%sContent-Type: %s\r\n"
-                     "Content-Length: %" PRIu64 "\r\n%s%s\r\n",
-                     status, reason(status), date_line(), type, length,
-                     close ? "Connection: close\r\n"
-                           : keep_alive_10 ? "Connection: keep-alive\r\n" : "",
-                     extra ? extra : "");
+    char head[384], *p = head;
+    const char *why = reason(status);
+    p = CAT(p, "HTTP/1.1 ");
+    p = cat_u64(p, (uint64_t)status);
+    *p++ = ' ';
+    p = cat(p, why, strlen(why));
+    p = CAT(p, "\r\nServer: urt\r\n");
+    const char *date = date_line();
+    p = cat(p, date, strlen(date));
+    p = CAT(p, "Content-Type: ");
+    p = cat(p, type, strlen(type));
+    p = CAT(p, "\r\nContent-Length: ");
+    p = cat_u64(p, length);
+    p = CAT(p, "\r\n");
+    if (close)
+        p = CAT(p, "Connection: close\r\n");
+    else if (keep_alive_10)
+        p = CAT(p, "Connection: keep-alive\r\n");
+    if (extra)
+        p = cat(p, extra, strlen(extra));   /* (short: an Allow line) */
+    p = CAT(p, "\r\n");
     S.n[status < 300 ? C_2XX : status < 500 ? C_4XX : C_5XX]++;
-    return put(c, head, (size_t)n);
+    return put(c, head, (size_t)(p - head));
 }
 
 /* A short text response: status line and reason as the body. */

@@ -9,10 +9,11 @@
  *
  * A pipe goes back to the pool only empty. One that may still hold bytes - the send failed, or
  * the call was cancelled or timed out between the two splices - is closed instead: its bytes
- * belong to no one, and the next borrower must not send them. The pool keeps a few pipes per
- * runtime (each is two fds and a pipe's buffer pages only while full); more concurrent senders
- * make their own and close them after. A service of its own, so that the runtime's end closes
- * the pool's pipes.
+ * belong to no one, and the next borrower must not send them. The pool keeps as many pipes as
+ * have been lent at once, up to POOL_MAX (each is two fds, and a pipe's buffer pages only while
+ * full): a server sending a hundred files at a time makes a hundred pipes once, not one per
+ * file. Past POOL_MAX a sender makes its own and closes it after. A service of its own, so that
+ * the runtime's end closes the pool's pipes.
  */
 #include <fcntl.h>
 #include <stdlib.h>
@@ -23,14 +24,14 @@
 #include "sched/service.h"
 #include "urt.h"
 
-#define POOL_MAX 16
+#define POOL_MAX 1024
 /* A pipe holds 16 pages by default: the most one splice into it moves. */
 #define PIPE_BYTES (64 * 1024)
 
 struct pipes {
     struct urt__service base;
-    int                 n;
-    int                 fds[POOL_MAX][2];
+    int                 n, cap;
+    int               (*fds)[2];
 };
 
 static void runtime_end(struct urt_runtime *rt, struct urt__service *s)
@@ -42,6 +43,7 @@ static void runtime_end(struct urt_runtime *rt, struct urt__service *s)
         close(p->fds[p->n][0]);
         close(p->fds[p->n][1]);
     }
+    free(p->fds);
     free(p);
 }
 
@@ -79,7 +81,15 @@ static void give_back(struct urt_runtime *rt, void *arg)
     (void)rt;
     struct borrow *b = arg;
     struct pipes *p = b->pool;
-    if (p && p->n < POOL_MAX) {
+    if (p && p->n == p->cap && p->cap < POOL_MAX) {
+        int cap = p->cap ? p->cap * 2 : 16;
+        void *fds = urt__realloc(p->fds, (size_t)cap * sizeof *p->fds);
+        if (fds) {
+            p->fds = fds;
+            p->cap = cap;
+        }
+    }
+    if (p && p->n < p->cap) {
         p->fds[p->n][0] = b->fds[0];
         p->fds[p->n][1] = b->fds[1];
         p->n++;
