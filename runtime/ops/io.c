@@ -187,6 +187,11 @@ ssize_t urt_splice(int fd_in, int64_t *off_in, int fd_out, int64_t *off_out, siz
     urt__op_prepare(&o, URT__OP_SPLICE, fd_out, &in, rw_len(len), (int)flags,
                     off_out ? (uint64_t)*off_out : UINT64_MAX);
     int res = no_sigpipe(urt__op_wait(&o));
+    /* The kernel runs a splice on a worker thread, and a cancel interrupts it there with a
+       signal whose restart codes (ERESTARTSYS to ERESTART_RESTARTBLOCK, 512 to 516) io_uring
+       passes on as they are, unlike for reads and writes: they mean EINTR. */
+    if (unlikely(res <= -512 && res >= -516))
+        res = urt__op_result(o.task, -EINTR);
     if (res > 0) {
         if (off_in)
             *off_in += res;
