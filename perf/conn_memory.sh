@@ -2,7 +2,8 @@
 # SPDX-License-Identifier: MIT
 # perf/conn_memory.sh - what a connection costs a server in memory: resident bytes per
 # connection with C connections each echoing M-byte messages, side by side for urt's echo server
-# and the hand-written servers (raw liburing, epoll), each in the same run.
+# and the hand-written servers (raw liburing, epoll), each in the same run; then urt's HTTP
+# server with C keep-alive connections loaded by wrk (when wrk is installed).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=$root/build
@@ -19,7 +20,9 @@ build/examples/echo_server) pinned to CPU 0, drives it with build/perf/echo_load
 CPU 1 (C connections, one M-byte message each in flight, every byte checked), reads the
 server's VmRSS before the load and in the middle of it, and prints the growth per connection,
 with urt's ratio to the raw liburing server's. R rounds, the servers alternating in each; the
-figure per server is the median of its rounds.
+figure per server is the median of its rounds. Then build/examples/http_server the same way,
+loaded by wrk -t1 -cC (GET /, keep-alive: every connection with a request answered and
+the next one in flight), with its ratio to the raw liburing echo server's figure.
 
   --conns C    connections (default 10000)
   --size M     message size in bytes (default 64)
@@ -111,7 +114,44 @@ done
 u=$(median "${per[uring]}")
 e=$(median "${per[epoll]}")
 t=$(median "${per[urt]}")
+
 ratio=$(awk -v t="$t" -v u="$u" 'BEGIN { printf "%.3f", t / u }')
 echo "medians: raw liburing $u B, epoll $e B, urt echo_server $t B per connection; urt/raw $ratio"
-printf '{"bench":"conn_memory","conns":%d,"size":%d,"rounds":%d,"uring_bytes":%d,"epoll_bytes":%d,"urt_bytes":%d,"ratio_urt_uring":%s}\n' \
-    "$conns" "$size" "$rounds" "$u" "$e" "$t" "$ratio"
+
+# urt's HTTP server: C keep-alive connections, each with a request in flight, from wrk.
+h=null
+hratio=null
+if command -v wrk >/dev/null && [ -x "$build/examples/http_server" ]; then
+    www=$logs/www
+    mkdir -p "$www"
+    for round in $(seq "$rounds"); do
+        # shellcheck disable=SC2086
+        $pin_srv "$build/examples/http_server" --port 0 --root "$www" --max-conns $((conns * 2)) \
+            >"$logs/http.out" 2>"$logs/http.err" &
+        srv_pid=$!
+        port=$(wait_listening "$logs/http.out" "$srv_pid") ||
+            { echo "$0: http_server did not start" >&2; cat "$logs/http.err" >&2; exit 1; }
+        r0=$(rss_kib "$srv_pid")
+        # shellcheck disable=SC2086
+        $pin_cli wrk -t1 -c"$conns" -d6s "http://127.0.0.1:$port/" >"$logs/wrk.out" 2>&1 &
+        lp=$!
+        sleep 3.5   # connected and requesting, mid-run
+        r1=$(rss_kib "$srv_pid")
+        n=$(find "/proc/$srv_pid/fd" -mindepth 1 | wc -l)
+        wait "$lp" || { echo "$0: wrk failed:" >&2; cat "$logs/wrk.out" >&2; exit 1; }
+        kill "$srv_pid"
+        wait "$srv_pid" 2>/dev/null || true
+        srv_pid=""
+        b=$(((r1 - r0) * 1024 / conns))
+        per[http]="${per[http]:-} $b"
+        printf '  round %d  %-6s %6d KiB before, %7d KiB with %d connections (%d fds open): %5d B per connection\n' \
+            "$round" http "$r0" "$r1" "$conns" "$n" "$b"
+    done
+    h=$(median "${per[http]}")
+    hratio=$(awk -v t="$h" -v u="$u" 'BEGIN { printf "%.3f", t / u }')
+    echo "median: urt http_server $h B per keep-alive connection; /raw liburing echo $hratio"
+else
+    echo "(wrk or build/examples/http_server missing: no HTTP figure)"
+fi
+printf '{"bench":"conn_memory","conns":%d,"size":%d,"rounds":%d,"uring_bytes":%d,"epoll_bytes":%d,"urt_bytes":%d,"ratio_urt_uring":%s,"http_bytes":%s,"ratio_http_uring":%s}\n' \
+    "$conns" "$size" "$rounds" "$u" "$e" "$t" "$ratio" "$h" "$hratio"
