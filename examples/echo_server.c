@@ -47,10 +47,8 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include "server_base.h"
 #include "urt.h"
-
-#define BACKOFF_MIN URT_MSEC(2)
-#define BACKOFF_MAX URT_MSEC(100)
 
 /* Settings, read-only once main() has parsed them. */
 static struct {
@@ -195,52 +193,20 @@ static int serve(void *arg)
     return 0;             /* a nonzero status would make the group cancel every connection */
 }
 
-/* The next connection: from the listener (one multishot accept for all), or one accept each. */
-static int next_connection(urt_listener *l)
-{
-    return l ? urt_listener_accept(l) : urt_accept(S.listen_fd, NULL, NULL, SOCK_CLOEXEC);
-}
-
 static int accept_loop(void *arg)
 {
     (void)arg;
-    uint64_t backoff = 0;
+    struct server_acceptor acc = { .prog = "echo_server" };
     urt_listener *l = NULL;
     if (!O.plain_accept && !(l = urt_listener_new(S.listen_fd, SOCK_CLOEXEC))) {
         fprintf(stderr, "echo_server: urt_listener_new: %s\n", strerror(errno));
         kill(getpid(), SIGTERM);
         return 1;
     }
-    int ret = 0;
-
-    for (;;) {
-        int fd = next_connection(l);
-        if (fd == -ECANCELED)
-            break;        /* shutting down (connections accepted but not taken are closed by
-                             urt_listener_free: their clients see the connection close) */
-        if (fd == -EMFILE || fd == -ENFILE || fd == -ENOBUFS || fd == -ENOMEM) {
-            /* The connection stays queued: accepting again now would fail again now. */
-            S.emfile_backoffs++;
-            backoff = backoff ? backoff * 2 : BACKOFF_MIN;
-            if (backoff > BACKOFF_MAX)
-                backoff = BACKOFF_MAX;
-            if (urt_sleep(backoff) == -ECANCELED)
-                break;
-            continue;
-        }
-        if (fd == -EBADF || fd == -EINVAL || fd == -ENOTSOCK || fd == -EFAULT) {
-            /* The listener itself is broken: shut down the way a signal would. */
-            fprintf(stderr, "echo_server: accept: %s\n", strerror(-fd));
-            kill(getpid(), SIGTERM);
-            ret = 1;
-            break;
-        }
-        if (fd < 0)
-            continue;     /* ECONNABORTED, EPERM, EPROTO...: that one connection failed */
-        backoff = 0;
-        /* Echoes are small writes answered at once: never hold one back for Nagle. */
-        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &(int){1}, sizeof(int));
-
+    int fd;
+    /* Until -ECANCELED: shutting down (connections accepted but not taken are closed by
+       urt_listener_free: their clients see the connection close). */
+    while ((fd = server_accept(&acc, l, S.listen_fd)) >= 0) {
         if (S.live >= O.max_conns) {
             S.refused++;
             urt_close(fd);
@@ -257,60 +223,10 @@ static int accept_loop(void *arg)
         S.accepted++;
         S.live++;
     }
+    S.emfile_backoffs = acc.backoffs;
     if (l)
         urt_listener_free(l);
-    return ret;
-}
-
-/* socket, bind, listen: none of them blocks, so they need no task form. */
-static int open_listener(void)
-{
-    struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
-                              .ai_flags = AI_PASSIVE | AI_NUMERICHOST | AI_NUMERICSERV };
-    struct addrinfo *ai;
-    char port[16];
-    snprintf(port, sizeof port, "%u", O.port);
-    /* AI_NUMERICHOST: no DNS lookup, so this cannot block (else use urt_getaddrinfo). */
-    int err = getaddrinfo(O.host, port, &hints, &ai);
-    if (err) {
-        fprintf(stderr, "echo_server: --host %s: %s\n", O.host, gai_strerror(err));
-        return -1;
-    }
-    int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    int one = 1;
-    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0 ||
-        (O.threads > 1 && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0) ||
-        bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, SOMAXCONN) < 0) {
-        fprintf(stderr, "echo_server: %s port %s: %s\n", O.host, port, strerror(errno));
-        if (fd >= 0)
-            close(fd);
-        fd = -1;
-    }
-    freeaddrinfo(ai);
-    return fd;
-}
-
-/* The port fd listens on (what --port 0 got). */
-static unsigned port_of(int fd)
-{
-    struct sockaddr_storage ss;
-    socklen_t len = sizeof ss;
-    getsockname(fd, (struct sockaddr *)&ss, &len);
-    return ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
-                                          : ((struct sockaddr_in *)&ss)->sin_port);
-}
-
-static void print_listening(int fd)
-{
-    struct sockaddr_storage ss;
-    socklen_t len = sizeof ss;
-    char host[NI_MAXHOST], port[NI_MAXSERV];
-    getsockname(fd, (struct sockaddr *)&ss, &len);
-    getnameinfo((struct sockaddr *)&ss, len, host, sizeof host, port, sizeof port,
-                NI_NUMERICHOST | NI_NUMERICSERV);
-    printf(ss.ss_family == AF_INET6 ? "listening on [%s]:%s\n" : "listening on %s:%s\n", host,
-           port);
-    fflush(stdout);   /* scripts and tests wait for this line */
+    return fd == -ECANCELED ? 0 : 1;
 }
 
 static void add_total(int i, uint64_t v)
@@ -335,19 +251,9 @@ static int server_main(void *arg)
 
     /* Park until SIGINT or SIGTERM (the first runtime hears it and tells the others through a
        shared channel it closes); meanwhile the acceptor and the connections run. */
-    int sig = 0;
-    if (index == 0) {
-        sig = urt_signal_wait(stop_signals);
-        if (sig < 0)
-            fprintf(stderr, "echo_server: urt_signal_wait: %s\n", strerror(-sig));
+    int sig = server_wait_stop(stop_signals, O.stop);
+    if (index == 0)
         O.signal = sig;
-        if (O.stop)
-            urt_chan_close(O.stop);
-    } else {
-        int dummy;
-        urt_chan_recv(O.stop, &dummy);   /* -EPIPE once closed */
-        sig = 1;
-    }
 
     /* 1. Stop accepting. New clients are now refused by the kernel. */
     urt_cancel(acceptor);
@@ -388,28 +294,12 @@ static void print_counters(void)
     fflush(stdout);
 }
 
-/* The number in an option's value, at most max; exits 2 (bad usage) when it is not one. */
-static uint64_t number(const char *opt, const char *s, uint64_t max)
-{
-    char *end;
-    errno = 0;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (errno || end == s || *end || s[0] == '-' || v > max) {
-        fprintf(stderr, "echo_server: --%s: bad value '%s'\n", opt, s);
-        exit(2);
-    }
-    return v;
-}
-
 int main(int argc, char **argv)
 {
     /* First of all, block the stop signals: one arriving before urt_signal_wait is listening
        then waits for it instead of killing the process. Threads started later inherit this. */
     sigset_t stop_signals;
-    sigemptyset(&stop_signals);
-    sigaddset(&stop_signals, SIGINT);
-    sigaddset(&stop_signals, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &stop_signals, NULL);
+    server_block_stop_signals(&stop_signals);
 
     static const struct option opts[] = {
         { "host", required_argument, NULL, 'h' },
@@ -428,13 +318,13 @@ int main(int argc, char **argv)
     while ((c = getopt_long(argc, argv, "", opts, &i)) != -1) {
         switch (c) {
         case 'h': O.host = optarg; break;
-        case 'p': O.port = (unsigned)number(opts[i].name, optarg, 65535); break;
-        case 'm': O.max_conns = number(opts[i].name, optarg, UINT32_MAX); break;
-        case 'i': O.idle_ns = URT_MSEC(number(opts[i].name, optarg, day_ms)); break;
-        case 'g': O.grace_ns = URT_MSEC(number(opts[i].name, optarg, day_ms)); break;
+        case 'p': O.port = (unsigned)server_number("echo_server", opts[i].name, optarg, 65535); break;
+        case 'm': O.max_conns = server_number("echo_server", opts[i].name, optarg, UINT32_MAX); break;
+        case 'i': O.idle_ns = URT_MSEC(server_number("echo_server", opts[i].name, optarg, day_ms)); break;
+        case 'g': O.grace_ns = URT_MSEC(server_number("echo_server", opts[i].name, optarg, day_ms)); break;
         case 'P': O.plain_accept = 1; break;
         case 'S': O.separate_send = 1; break;
-        case 't': O.threads = (int)number(opts[i].name, optarg, URT_THREADS_MAX); break;
+        case 't': O.threads = (int)server_number("echo_server", opts[i].name, optarg, URT_THREADS_MAX); break;
         case 'H': usage(stdout, argv[0]); return 0;
         default:  usage(stderr, argv[0]); return 2;
         }
@@ -444,13 +334,7 @@ int main(int argc, char **argv)
         return 2;
     }
 
-    /* Every connection is an fd: allow as many as the hard limit lets us (often 1024 -> 524288). */
-    struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-        rl.rlim_cur = rl.rlim_max;
-        if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
-            fprintf(stderr, "echo_server: setrlimit(RLIMIT_NOFILE): %s\n", strerror(errno));
-    }
+    server_raise_nofile("echo_server");   /* every connection is an fd */
 
     if (O.threads < 1) {
         fprintf(stderr, "echo_server: --threads: at least 1\n");
@@ -459,13 +343,13 @@ int main(int argc, char **argv)
     /* socket, bind, listen: none of them blocks, so they need no task. With --threads N, N
        sockets share the port (SO_REUSEPORT) and the kernel spreads connections over them. */
     for (int t = 0; t < O.threads; t++) {
-        O.listen_fds[t] = open_listener();
+        O.listen_fds[t] = server_listen("echo_server", O.host, O.port, O.threads > 1);
         if (O.listen_fds[t] < 0)
             return 1;
         if (t == 0)
-            O.port = port_of(O.listen_fds[0]);   /* --port 0: the others take the same one */
+            O.port = server_port_of(O.listen_fds[0]);   /* --port 0: the others take the same one */
     }
-    print_listening(O.listen_fds[0]);
+    server_print_listening(O.listen_fds[0]);
 
     int ret;
     if (O.threads == 1) {

@@ -58,10 +58,9 @@
 #include <unistd.h>
 
 #include "http_parse.h"
+#include "server_base.h"
 #include "urt.h"
 
-#define BACKOFF_MIN URT_MSEC(2)
-#define BACKOFF_MAX URT_MSEC(100)
 #define SMALL_IN  1024
 #define SMALL_OUT 512
 #define LARGE_IN  (8 * 1024)
@@ -679,39 +678,15 @@ static int serve(void *arg)
 static int accept_loop(void *arg)
 {
     (void)arg;
-    uint64_t backoff = 0;
+    struct server_acceptor acc = { .prog = "http_server" };
     urt_listener *l = urt_listener_new(S.listen_fd, SOCK_CLOEXEC);
     if (!l) {
         fprintf(stderr, "http_server: urt_listener_new: %s\n", strerror(errno));
         kill(getpid(), SIGTERM);
         return 1;
     }
-    int ret = 0;
-    for (;;) {
-        int fd = urt_listener_accept(l);
-        if (fd == -ECANCELED)
-            break;
-        if (fd == -EMFILE || fd == -ENFILE || fd == -ENOBUFS || fd == -ENOMEM) {
-            /* The connection stays queued: accepting again now would fail again now. */
-            backoff = backoff ? backoff * 2 : BACKOFF_MIN;
-            if (backoff > BACKOFF_MAX)
-                backoff = BACKOFF_MAX;
-            if (urt_sleep(backoff) == -ECANCELED)
-                break;
-            continue;
-        }
-        if (fd == -EBADF || fd == -EINVAL || fd == -ENOTSOCK || fd == -EFAULT) {
-            fprintf(stderr, "http_server: accept: %s\n", strerror(-fd));
-            kill(getpid(), SIGTERM);
-            ret = 1;
-            break;
-        }
-        if (fd < 0)
-            continue;   /* that one connection failed */
-        backoff = 0;
-        /* Responses are whole when sent (MSG_MORE holds back the parts of one): never wait for
-           Nagle. */
-        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &(int){ 1 }, sizeof(int));
+    int fd;
+    while ((fd = server_accept(&acc, l, S.listen_fd)) >= 0) {
         if (S.live >= O.max_conns || urt_group_spawn(S.conns, serve, (void *)(intptr_t)fd)) {
             S.n[C_REFUSED]++;
             urt_close(fd);
@@ -721,47 +696,7 @@ static int accept_loop(void *arg)
         S.live++;
     }
     urt_listener_free(l);
-    return ret;
-}
-
-static int open_listener(void)
-{
-    struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
-                              .ai_flags = AI_PASSIVE | AI_NUMERICHOST | AI_NUMERICSERV };
-    struct addrinfo *ai;
-    char port[16];
-    snprintf(port, sizeof port, "%u", O.port);
-    int err = getaddrinfo(O.host, port, &hints, &ai);
-    if (err) {
-        fprintf(stderr, "http_server: --host %s: %s\n", O.host, gai_strerror(err));
-        return -1;
-    }
-    int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    int one = 1;
-    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0 ||
-        (O.threads > 1 && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0) ||
-        bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, SOMAXCONN) < 0) {
-        fprintf(stderr, "http_server: %s port %s: %s\n", O.host, port, strerror(errno));
-        if (fd >= 0)
-            close(fd);
-        fd = -1;
-    }
-    freeaddrinfo(ai);
-    return fd;
-}
-
-static void print_listening(int fd)
-{
-    struct sockaddr_storage ss;
-    socklen_t len = sizeof ss;
-    char host[NI_MAXHOST], port[NI_MAXSERV];
-    getsockname(fd, (struct sockaddr *)&ss, &len);
-    getnameinfo((struct sockaddr *)&ss, len, host, sizeof host, port, sizeof port,
-                NI_NUMERICHOST | NI_NUMERICSERV);
-    O.port = (unsigned)atoi(port);
-    printf(ss.ss_family == AF_INET6 ? "listening on [%s]:%s\n" : "listening on %s:%s\n", host,
-           port);
-    fflush(stdout);   /* scripts and tests wait for this line */
+    return fd == -ECANCELED ? 0 : 1;
 }
 
 /* One runtime's server, until the stop. */
@@ -777,17 +712,9 @@ static int server_main(void *arg)
         urt_group_free(S.conns);
         return 1;
     }
-    int sig;
-    if (index == 0) {
-        sig = urt_signal_wait(stop_signals);
+    int sig = server_wait_stop(stop_signals, O.stop);
+    if (index == 0)
         O.signal = sig;
-        if (O.stop)
-            urt_chan_close(O.stop);
-    } else {
-        int dummy;
-        urt_chan_recv(O.stop, &dummy);   /* -EPIPE once closed */
-        sig = 1;
-    }
 
     /* 1. Stop accepting. */
     urt_cancel(acceptor);
@@ -809,26 +736,11 @@ static int server_main(void *arg)
     return sig > 0 && acceptor_status == 0 ? 0 : 1;
 }
 
-static uint64_t number(const char *opt, const char *s, uint64_t max)
-{
-    char *end;
-    errno = 0;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (errno || end == s || *end || s[0] == '-' || v > max) {
-        fprintf(stderr, "http_server: --%s: bad value '%s'\n", opt, s);
-        exit(2);
-    }
-    return v;
-}
-
 int main(int argc, char **argv)
 {
     /* Block the stop signals first: one that arrives early waits for urt_signal_wait. */
     sigset_t stop_signals;
-    sigemptyset(&stop_signals);
-    sigaddset(&stop_signals, SIGINT);
-    sigaddset(&stop_signals, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &stop_signals, NULL);
+    server_block_stop_signals(&stop_signals);
 
     static const struct option opts[] = {
         { "host", required_argument, NULL, 'h' },
@@ -848,14 +760,14 @@ int main(int argc, char **argv)
     while ((ch = getopt_long(argc, argv, "", opts, &i)) != -1) {
         switch (ch) {
         case 'h': O.host = optarg; break;
-        case 'p': O.port = (unsigned)number(opts[i].name, optarg, 65535); break;
+        case 'p': O.port = (unsigned)server_number("http_server", opts[i].name, optarg, 65535); break;
         case 'r': O.root = optarg; break;
-        case 't': O.threads = (int)number(opts[i].name, optarg, URT_THREADS_MAX); break;
-        case 'm': O.max_conns = number(opts[i].name, optarg, UINT32_MAX); break;
-        case 'b': O.max_body = number(opts[i].name, optarg, HTTP_MAX_CONTENT_LENGTH); break;
-        case 'T': O.header_ns = URT_MSEC(number(opts[i].name, optarg, day_ms)); break;
-        case 'i': O.idle_ns = URT_MSEC(number(opts[i].name, optarg, day_ms)); break;
-        case 'g': O.grace_ns = URT_MSEC(number(opts[i].name, optarg, day_ms)); break;
+        case 't': O.threads = (int)server_number("http_server", opts[i].name, optarg, URT_THREADS_MAX); break;
+        case 'm': O.max_conns = server_number("http_server", opts[i].name, optarg, UINT32_MAX); break;
+        case 'b': O.max_body = server_number("http_server", opts[i].name, optarg, HTTP_MAX_CONTENT_LENGTH); break;
+        case 'T': O.header_ns = URT_MSEC(server_number("http_server", opts[i].name, optarg, day_ms)); break;
+        case 'i': O.idle_ns = URT_MSEC(server_number("http_server", opts[i].name, optarg, day_ms)); break;
+        case 'g': O.grace_ns = URT_MSEC(server_number("http_server", opts[i].name, optarg, day_ms)); break;
         case 'H': usage(stdout, argv[0]); return 0;
         default:  usage(stderr, argv[0]); return 2;
         }
@@ -869,16 +781,15 @@ int main(int argc, char **argv)
         fprintf(stderr, "http_server: --root %s: %s\n", O.root, strerror(errno));
         return 2;
     }
-    struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-        rl.rlim_cur = rl.rlim_max;
-        setrlimit(RLIMIT_NOFILE, &rl);
-    }
+    server_raise_nofile("http_server");   /* every connection is an fd */
     for (int t = 0; t < O.threads; t++) {
-        if ((O.listen_fds[t] = open_listener()) < 0)
+        O.listen_fds[t] = server_listen("http_server", O.host, O.port, O.threads > 1);
+        if (O.listen_fds[t] < 0)
             return 1;
-        if (t == 0)
-            print_listening(O.listen_fds[0]);   /* --port 0: the others take the same one */
+        if (t == 0) {
+            O.port = server_port_of(O.listen_fds[0]);   /* --port 0: the others take it too */
+            server_print_listening(O.listen_fds[0]);
+        }
     }
     int ret;
     if (O.threads == 1) {
