@@ -314,17 +314,18 @@ int main(int argc, char **argv)
         { 0 },
     };
     const uint64_t day_ms = 86400000;
+#define number(max) server_number("echo_server", opts[i].name, optarg, (max))
     int c, i = 0;
     while ((c = getopt_long(argc, argv, "", opts, &i)) != -1) {
         switch (c) {
         case 'h': O.host = optarg; break;
-        case 'p': O.port = (unsigned)server_number("echo_server", opts[i].name, optarg, 65535); break;
-        case 'm': O.max_conns = server_number("echo_server", opts[i].name, optarg, UINT32_MAX); break;
-        case 'i': O.idle_ns = URT_MSEC(server_number("echo_server", opts[i].name, optarg, day_ms)); break;
-        case 'g': O.grace_ns = URT_MSEC(server_number("echo_server", opts[i].name, optarg, day_ms)); break;
+        case 'p': O.port = (unsigned)number(65535); break;
+        case 'm': O.max_conns = number(UINT32_MAX); break;
+        case 'i': O.idle_ns = URT_MSEC(number(day_ms)); break;
+        case 'g': O.grace_ns = URT_MSEC(number(day_ms)); break;
         case 'P': O.plain_accept = 1; break;
         case 'S': O.separate_send = 1; break;
-        case 't': O.threads = (int)server_number("echo_server", opts[i].name, optarg, URT_THREADS_MAX); break;
+        case 't': O.threads = (int)number(URT_THREADS_MAX); break;
         case 'H': usage(stdout, argv[0]); return 0;
         default:  usage(stderr, argv[0]); return 2;
         }

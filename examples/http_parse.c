@@ -17,7 +17,8 @@ size_t http_head_end(const char *buf, size_t len, size_t *scan)
             break;
         i = (size_t)(nl - buf);
         /* The line this LF ends is empty: LF LF, or LF CR LF (CR LF CR LF). */
-        if (i >= 1 && (buf[i - 1] == '\n' || (buf[i - 1] == '\r' && i >= 2 && buf[i - 2] == '\n'))) {
+        if (i >= 1 &&
+            (buf[i - 1] == '\n' || (buf[i - 1] == '\r' && i >= 2 && buf[i - 2] == '\n'))) {
             *scan = 0;
             return i + 1;
         }

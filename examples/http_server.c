@@ -756,18 +756,19 @@ int main(int argc, char **argv)
         { 0 },
     };
     const uint64_t day_ms = 86400000;
+#define number(max) server_number("http_server", opts[i].name, optarg, (max))
     int ch, i = 0;
     while ((ch = getopt_long(argc, argv, "", opts, &i)) != -1) {
         switch (ch) {
         case 'h': O.host = optarg; break;
-        case 'p': O.port = (unsigned)server_number("http_server", opts[i].name, optarg, 65535); break;
+        case 'p': O.port = (unsigned)number(65535); break;
         case 'r': O.root = optarg; break;
-        case 't': O.threads = (int)server_number("http_server", opts[i].name, optarg, URT_THREADS_MAX); break;
-        case 'm': O.max_conns = server_number("http_server", opts[i].name, optarg, UINT32_MAX); break;
-        case 'b': O.max_body = server_number("http_server", opts[i].name, optarg, HTTP_MAX_CONTENT_LENGTH); break;
-        case 'T': O.header_ns = URT_MSEC(server_number("http_server", opts[i].name, optarg, day_ms)); break;
-        case 'i': O.idle_ns = URT_MSEC(server_number("http_server", opts[i].name, optarg, day_ms)); break;
-        case 'g': O.grace_ns = URT_MSEC(server_number("http_server", opts[i].name, optarg, day_ms)); break;
+        case 't': O.threads = (int)number(URT_THREADS_MAX); break;
+        case 'm': O.max_conns = number(UINT32_MAX); break;
+        case 'b': O.max_body = number(HTTP_MAX_CONTENT_LENGTH); break;
+        case 'T': O.header_ns = URT_MSEC(number(day_ms)); break;
+        case 'i': O.idle_ns = URT_MSEC(number(day_ms)); break;
+        case 'g': O.grace_ns = URT_MSEC(number(day_ms)); break;
         case 'H': usage(stdout, argv[0]); return 0;
         default:  usage(stderr, argv[0]); return 2;
         }

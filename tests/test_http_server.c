@@ -255,9 +255,17 @@ UT_TEST(pipelined_requests_are_answered_in_order)
     size_t n = 0;
     for (int i = 0; i < 60; i++) {
         switch (i % 4) {
-        case 0: n += (size_t)snprintf(batch + n, sizeof batch - n, "GET / HTTP/1.1\r\nHost: t\r\n\r\n"); break;
-        case 1: n += (size_t)snprintf(batch + n, sizeof batch - n, "GET /static/hello.txt HTTP/1.1\r\nHost: t\r\n\r\n"); break;
-        case 2: n += (size_t)snprintf(batch + n, sizeof batch - n, "GET /missing%d HTTP/1.1\r\nHost: t\r\n\r\n", i); break;
+        case 0:
+            n += (size_t)snprintf(batch + n, sizeof batch - n, "GET / HTTP/1.1\r\nHost: t\r\n\r\n");
+            break;
+        case 1:
+            n += (size_t)snprintf(batch + n, sizeof batch - n,
+                                  "GET /static/hello.txt HTTP/1.1\r\nHost: t\r\n\r\n");
+            break;
+        case 2:
+            n += (size_t)snprintf(batch + n, sizeof batch - n,
+                                  "GET /missing%d HTTP/1.1\r\nHost: t\r\n\r\n", i);
+            break;
         default:
             n += (size_t)snprintf(batch + n, sizeof batch - n,
                                   "POST / HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\n", i);
