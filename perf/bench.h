@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* bench.h - the small helpers the benchmarks in perf/ share: a clock and option parsing. */
+/* bench.h - the small helpers the benchmarks in perf/ share: a clock, option parsing, and the
+   Go peers' paths and JSON lines. */
 #ifndef URT_PERF_BENCH_H
 #define URT_PERF_BENCH_H
 
@@ -7,6 +8,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 /* Nanoseconds of CLOCK_MONOTONIC. */
@@ -39,7 +41,43 @@ static inline void bench_note_build(void)
     printf("note: built with AddressSanitizer: the timings below are not representative\n");
 #elif !defined(__OPTIMIZE__)
     printf("note: built without optimisation: the timings below are not representative\n");
+/* The path of the Go peer `name` (built where golang-go is installed) next to this program:
+   dirname(argv0)/peers/name. */
+static inline void bench_peer_path(char *out, size_t size, const char *argv0, const char *name)
+{
+    const char *slash = strrchr(argv0, '/');
+    int dir = slash ? (int)(slash - argv0 + 1) : 0;
+    snprintf(out, size, "%.*speers/%s", dir, argv0, name);
+}
+
+/* The number after "key": in a JSON line; -1 when it is not there. */
+static inline double bench_json_num(const char *line, const char *key)
+{
+    char k[64];
+    snprintf(k, sizeof k, "\"%s\":", key);
+    const char *p = strstr(line, k);
+    return p ? strtod(p + strlen(k), NULL) : -1;
+}
+
 #endif
+}
+
+/* The path of the Go peer `name` (built where golang-go is installed) next to this program:
+   dirname(argv0)/peers/name. */
+static inline void bench_peer_path(char *out, size_t size, const char *argv0, const char *name)
+{
+    const char *slash = strrchr(argv0, '/');
+    int dir = slash ? (int)(slash - argv0 + 1) : 0;
+    snprintf(out, size, "%.*speers/%s", dir, argv0, name);
+}
+
+/* The number after "key": in a JSON line; -1 when it is not there. */
+static inline double bench_json_num(const char *line, const char *key)
+{
+    char k[64];
+    snprintf(k, sizeof k, "\"%s\":", key);
+    const char *p = strstr(line, k);
+    return p ? strtod(p + strlen(k), NULL) : -1;
 }
 
 #endif

@@ -8,6 +8,9 @@
  * with pthread_create and pthread_join (threads given urt's default 64 KiB stack), on fewer of
  * them, since threads are slower.
  *
+ * Go's goroutines do the same job where build/perf/peers/gospawn exists (GOMAXPROCS=1, a
+ * WaitGroup per batch: Go has no join), run by this program before its own run, for the ratio.
+ *
  * Target: at least 20 million tasks per second.
  */
 #include <errno.h>
@@ -16,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "urt.h"
 #include "bench.h"
@@ -26,16 +30,18 @@
 static void usage(FILE *to, const char *prog)
 {
     fprintf(to,
-            "usage: %s [--tasks N] [--batch B] [--threads T] [--help]\n"
+            "usage: %s [--tasks N] [--batch B] [--threads T] [--go PATH] [--help]\n"
             "\n"
             "Spawns and joins N empty urt tasks, B at a time (spawn B, join those B, repeat),\n"
             "and T threads the same way with pthread_create/pthread_join as the baseline, in\n"
-            "the same process. Prints tasks per second for both, their ratio (urt target:\n"
-            "%.0f million tasks/s) and one JSON line.\n"
+            "the same process, and N goroutines B at a time with Go's peer where it is built.\n"
+            "Prints tasks per second for each, the ratios (urt target: %.0f million tasks/s)\n"
+            "and one JSON line.\n"
             "\n"
             "  --tasks N    urt tasks (default 1000000)\n"
             "  --batch B    tasks (and threads) alive at once (default 100)\n"
             "  --threads T  threads for the baseline (default 20000)\n"
+            "  --go PATH    the Go peer (default peers/gospawn next to this program)\n"
             "  --help       print this help and exit\n",
             prog, TARGET_RATE / 1e6);
 }
@@ -135,15 +141,42 @@ static double threads_rate(uint64_t n, uint64_t batch, pthread_t *tids)
     return (double)n * 1e9 / (double)(t1 - t0);
 }
 
+/* Goroutines spawned and joined per second by the Go peer, GOMAXPROCS=1 (a channel closed by
+   each, received by the spawner), and in *wg with one WaitGroup per batch; 0 without a peer. */
+static double go_rate(const char *peer, uint64_t tasks, uint64_t batch, double *wg)
+{
+    *wg = 0;
+    if (access(peer, X_OK) != 0)
+        return 0;
+    char cmd[4400];
+    snprintf(cmd, sizeof cmd, "GOMAXPROCS=1 '%s' -n %llu -batch %llu", peer,
+             (unsigned long long)tasks, (unsigned long long)batch);
+    FILE *f = popen(cmd, "r");
+    if (!f)
+        return 0;
+    char line[512];
+    double rate = 0;
+    while (fgets(line, sizeof line, f))
+        if (strstr(line, "\"peer\":\"go\"")) {
+            rate = bench_json_num(line, "spawn_join_per_s");
+            *wg = bench_json_num(line, "waitgroup_per_s");
+        }
+    pclose(f);
+    return rate > 0 ? rate : 0;
+}
+
 int main(int argc, char **argv)
 {
     static const struct option opts[] = {
         { "tasks",   required_argument, NULL, 'n' },
         { "batch",   required_argument, NULL, 'b' },
         { "threads", required_argument, NULL, 't' },
+        { "go",      required_argument, NULL, 'g' },
         { "help",    no_argument,       NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
+    char peer[4096];
+    bench_peer_path(peer, sizeof peer, argv[0], "gospawn");
     uint64_t tasks = 1000000, batch = 100, threads = 20000;
     int c;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -151,6 +184,7 @@ int main(int argc, char **argv)
         case 'n': tasks = bench_parse_u64(argv[0], "--tasks", optarg, 1, 1ull << 36); break;
         case 'b': batch = bench_parse_u64(argv[0], "--batch", optarg, 1, 100000); break;
         case 't': threads = bench_parse_u64(argv[0], "--threads", optarg, 1, 1ull << 30); break;
+        case 'g': snprintf(peer, sizeof peer, "%s", optarg); break;
         case 'h': usage(stdout, argv[0]); return 0;
         default:  usage(stderr, argv[0]); return 2;
         }
@@ -179,6 +213,8 @@ int main(int argc, char **argv)
         return 1;
     }
 
+    double gwg;
+    double grate = go_rate(peer, tasks, batch, &gwg);
     struct job j = { .tasks = tasks, .batch = batch, .handles = mem };
     int ret = urt_run(urt_main, &j, NULL);
     free(mem);
@@ -197,10 +233,18 @@ int main(int argc, char **argv)
     printf("pthread create+join:      %10.3f M threads/s (%.1f ns/thread; %llu threads)\n",
            trate / 1e6, 1e9 / trate, (unsigned long long)threads);
     printf("ratio urt/pthread:        %10.1f x\n", ratio);
+    if (grate > 0)
+        printf("Go goroutines (GOMAXPROCS=1): %6.3f M/s joined by a channel each (ratio urt/Go: "
+               "%.1f x), %.3f M/s by a WaitGroup per batch (%.1f x)\n",
+               grate / 1e6, j.rate / grate, gwg / 1e6, gwg > 0 ? j.rate / gwg : 0.0);
+    else
+        printf("Go: no peer at %s (built where golang-go is installed)\n", peer);
     printf("{\"bench\":\"spawn\",\"tasks\":%llu,\"batch\":%llu,\"threads\":%llu,"
            "\"urt_tasks_per_s\":%.0f,\"pthread_per_s\":%.0f,\"ratio\":%.2f,"
+           "\"go_per_s\":%.0f,\"ratio_go\":%.2f,"
            "\"target_tasks_per_s_min\":%.0f,\"target_met\":%s}\n",
            (unsigned long long)tasks, (unsigned long long)batch, (unsigned long long)threads,
-           j.rate, trate, ratio, TARGET_RATE, pass ? "true" : "false");
+           j.rate, trate, ratio, grate, grate > 0 ? j.rate / grate : 0.0, TARGET_RATE,
+           pass ? "true" : "false");
     return 0;
 }

@@ -368,13 +368,6 @@ struct gofig {
     double lock_ns, handoff_lock_ns, handoff_alt, yield_ns, yield_alt, select_ns, recv_ns;
 };
 
-static double json_num(const char *line, const char *key)
-{
-    char k[64];
-    snprintf(k, sizeof k, "\"%s\":", key);
-    const char *p = strstr(line, k);
-    return p ? strtod(p + strlen(k), NULL) : -1;
-}
 
 /* Go's figures, from the peer's JSON line; 0 when there is none. */
 static int go_run(const char *peer, struct gofig *g)
@@ -394,13 +387,13 @@ static int go_run(const char *peer, struct gofig *g)
     while (fgets(line, sizeof line, f)) {
         if (!strstr(line, "\"peer\":\"go\""))
             continue;
-        g->lock_ns = json_num(line, "lock_unlock_ns");
-        g->handoff_lock_ns = json_num(line, "contended_ns_per_lock");
-        g->handoff_alt = json_num(line, "owner_changes_per_lock");
-        g->yield_ns = json_num(line, "yield_ns_per_lock");
-        g->yield_alt = json_num(line, "yield_owner_changes_per_lock");
-        g->select_ns = json_num(line, "select4_ns");
-        g->recv_ns = json_num(line, "recv_ns");
+        g->lock_ns = bench_json_num(line, "lock_unlock_ns");
+        g->handoff_lock_ns = bench_json_num(line, "contended_ns_per_lock");
+        g->handoff_alt = bench_json_num(line, "owner_changes_per_lock");
+        g->yield_ns = bench_json_num(line, "yield_ns_per_lock");
+        g->yield_alt = bench_json_num(line, "yield_owner_changes_per_lock");
+        g->select_ns = bench_json_num(line, "select4_ns");
+        g->recv_ns = bench_json_num(line, "recv_ns");
         got = 1;
     }
     pclose(f);
@@ -415,12 +408,7 @@ int main(int argc, char **argv)
         { "help", no_argument, NULL, 'h' },        { NULL, 0, NULL, 0 },
     };
     char peer[4096];
-    snprintf(peer, sizeof peer, "%s", argv[0]);
-    char *slash = strrchr(peer, '/');
-    if (slash)
-        snprintf(slash + 1, sizeof peer - (size_t)(slash + 1 - peer), "peers/gosync");
-    else
-        snprintf(peer, sizeof peer, "peers/gosync");
+    bench_peer_path(peer, sizeof peer, argv[0], "gosync");
     int o;
     while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (o) {

@@ -37,6 +37,23 @@ static void get_stack(struct urt_runtime *rt, void *arg)
     req->err = urt__stack_get(&rt->stacks, req->len, req->out);
 }
 
+/*
+ * Zeroes the header up to and including its name's first byte. A memset of that constant length
+ * compiles to `rep stos`, whose start-up alone cost more than half of a spawn's time in
+ * urt__task_new (perf annotate): sixteen-byte stores instead, unrolled so that the compiler
+ * cannot turn the loop back into a memset. The header is 64-byte aligned.
+ */
+static inline void zero_header(struct urt_task *t)
+{
+    typedef char v16 __attribute__((vector_size(16)));
+    enum { N = (offsetof(struct urt_task, name) + 1 + 15) / 16 };
+    _Static_assert(N * 16 <= sizeof(struct urt_task), "the stores stay inside the header");
+    v16 *p = (v16 *)(void *)t;
+#pragma GCC unroll 16
+    for (int i = 0; i < N; i++)
+        p[i] = (v16){ 0 };
+}
+
 struct urt_task *urt__task_new(struct urt_runtime *rt, urt_fn fn, void *arg,
                                const struct urt_spawn_opts *opts)
 {
@@ -66,7 +83,7 @@ struct urt_task *urt__task_new(struct urt_runtime *rt, urt_fn fn, void *arg,
     struct urt_task *t = (struct urt_task *)(s.base + s.len - TASK_HDR - colour);
     /* A reused stack may carry the poison of frames that never returned (a task's first frame). */
     URT_ASAN_UNPOISON(s.base + s.guard, s.len - s.guard);
-    memset(t, 0, offsetof(struct urt_task, name) + 1);
+    zero_header(t);
     t->magic = URT__TASK_MAGIC;
     t->fn = fn;
     t->arg = arg;
