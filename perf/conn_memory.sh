@@ -102,8 +102,6 @@ measure() {
         "$round" "$tag" "$r0" "$r1" "$conns" "$b"
 }
 
-median() { tr ' ' '\n' <<<"$1" | grep -v '^$' | sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
-
 echo "server memory per connection: $conns connections echoing $size B, $rounds rounds"
 for round in $(seq "$rounds"); do
     for tag in "${order[@]}"; do

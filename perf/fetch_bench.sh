@@ -55,20 +55,7 @@ for cmd in curl openssl; do
     command -v "$cmd" >/dev/null || { echo "$0: $cmd is missing (apt-get install $cmd)" >&2; exit 1; }
 done
 
-if ! command -v nginx >/dev/null && [ ! -x /usr/sbin/nginx ]; then
-    if [ "$(id -u)" != 0 ]; then
-        echo "$0: nginx is missing: run as root to install nginx-light" >&2
-        exit 1
-    fi
-    own=""
-    if [ ! -e /usr/sbin/policy-rc.d ]; then   # keep its service from starting; keep one already there
-        printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
-        own=1
-    fi
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q nginx-light >/dev/null ||
-        { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -q nginx-light >/dev/null; }
-    [ -z "$own" ] || rm -f /usr/sbin/policy-rc.d
-fi
+install_packages nginx -- nginx-light
 nginx=$(command -v nginx || echo /usr/sbin/nginx)
 if ! "$nginx" -V 2>&1 | grep -q -- --with-http_ssl_module; then
     echo "$0: this nginx has no http_ssl_module; install nginx-light or nginx-core from Debian" >&2
@@ -94,9 +81,8 @@ openssl req -x509 -newkey rsa:2048 -nodes -subj /CN=localhost \
     -keyout "$dir/key.pem" -out "$dir/cert.pem" 2>/dev/null
 
 # nginx on a free port: it stays in the foreground (daemon off), so $srv is its master.
-port=""
-for _ in $(seq 20); do
-    p=$((20000 + RANDOM % 20000))
+start_nginx() {
+    local p=$1
     cat >"$dir/nginx.conf" <<EOF
 worker_processes 1;
 daemon off;
@@ -119,21 +105,11 @@ http {
 EOF
     # shellcheck disable=SC2086 # $pin_srv is words
     $pin_srv "$nginx" -p "$dir" -c "$dir/nginx.conf" -e "$dir/error.log" >"$dir/server.log" 2>&1 &
-    srv=$!
-    for _ in $(seq 100); do
-        kill -0 "$srv" 2>/dev/null || break
-        # ours answering, with our certificate, not some other server that already had the port
-        if curl -s --cacert "$dir/cert.pem" -o /dev/null "https://127.0.0.1:$p/file" 2>/dev/null; then
-            port=$p
-            break 2
-        fi
-        sleep 0.05
-    done
-    kill "$srv" 2>/dev/null || true
-    wait "$srv" 2>/dev/null || true
-    srv=""
-done
-[ -n "$port" ] || { echo "$0: nginx did not start" >&2; cat "$dir/error.log" "$dir/server.log" >&2; exit 1; }
+}
+# ours answering, with our certificate
+nginx_ready() { curl -s --cacert "$dir/cert.pem" -o /dev/null "https://127.0.0.1:$1/file" 2>/dev/null; }
+serve_on_free_port srv port start_nginx nginx_ready ||
+    { echo "$0: nginx did not start" >&2; cat "$dir/error.log" "$dir/server.log" >&2; exit 1; }
 
 list=()
 curl_args=()
@@ -168,8 +144,6 @@ run_client() {
         for (i = 1; i <= 2; i++) { split(f[i], m, "m"); sub("s", "", m[2]); s += m[1] * 60 + m[2] }
         printf "%.1f %d\n", s * 1e6 / n, c }'
 }
-
-median() { tr ' ' '\n' <<<"$1" | grep -v '^$' | sort -g | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
 
 echo "nginx $("$nginx" -v 2>&1 | sed 's/.*nginx\///') https on port $port (CPU 0); clients on CPU 1; $(openssl version | cut -d' ' -f1-2)"
 echo "$urls URLs of one $size-byte file, $rounds rounds; fetch --per-host ${per_host:-6}"

@@ -47,20 +47,7 @@ done
 source "$root/perf/lib.sh"
 require_bins "$build/examples/http_server"
 
-if ! command -v nginx >/dev/null || ! command -v wrk >/dev/null; then
-    if [ "$(id -u)" != 0 ]; then
-        echo "$0: nginx-light and wrk are missing: run as root to install them" >&2
-        exit 1
-    fi
-    own=""
-    if [ ! -e /usr/sbin/policy-rc.d ]; then   # keep nginx's service from starting
-        printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
-        own=1
-    fi
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q nginx-light wrk >/dev/null ||
-        { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -q nginx-light wrk >/dev/null; }
-    [ -z "$own" ] || rm -f /usr/sbin/policy-rc.d
-fi
+install_packages nginx wrk -- nginx-light wrk
 
 ncpu=$(nproc)
 srv_cpus="0"
@@ -100,9 +87,8 @@ urt_port=$(wait_listening "$dir/urt.out" "$urt_pid") ||
     { echo "$0: http_server did not start" >&2; cat "$dir/urt.out" >&2; exit 1; }
 
 # nginx, on a free port (bind fails on a taken one; try another)
-nginx_port=""
-for _ in $(seq 20); do
-    p=$((20000 + RANDOM % 20000))
+start_nginx() {
+    local p=$1
     cat >"$dir/nginx.conf" <<EOF
 worker_processes $threads;
 daemon off;
@@ -129,20 +115,11 @@ http {
 EOF
     # shellcheck disable=SC2086
     $pin_srv nginx -c "$dir/nginx.conf" -e "$dir/nginx.err" >"$dir/nginx.out" 2>&1 &
-    nginx_pid=$!
-    for _ in $(seq 100); do
-        kill -0 "$nginx_pid" 2>/dev/null || break
-        if [ "$(curl -s "http://127.0.0.1:$p/static/hello.txt" 2>/dev/null)" = "Hello, World!" ]; then
-            nginx_port=$p
-            break 2
-        fi
-        sleep 0.05
-    done
-    kill "$nginx_pid" 2>/dev/null || true
-    wait "$nginx_pid" 2>/dev/null || true
-    nginx_pid=""
-done
-[ -n "$nginx_port" ] || { echo "$0: nginx did not start" >&2; cat "$dir/nginx.err" "$dir/nginx.out" >&2; exit 1; }
+}
+nginx_ready() { [ "$(curl -s "http://127.0.0.1:$1/static/hello.txt" 2>/dev/null)" = "Hello, World!" ]; }
+nginx_port=""
+serve_on_free_port nginx_pid nginx_port start_nginx nginx_ready ||
+    { echo "$0: nginx did not start" >&2; cat "$dir/nginx.err" "$dir/nginx.out" >&2; exit 1; }
 
 for port in "$urt_port" "$nginx_port"; do
     for path in / /static/hello.txt; do
@@ -178,8 +155,6 @@ measure() {
     awk -v r="$reqs" -v d="$duration" -v t=$((after - before)) -v hz="$hz" \
         'BEGIN { printf "%.0f %.3f\n", r / d, t / hz * 1e6 / r }'
 }
-
-median() { tr ' ' '\n' <<<"$1" | grep -v '^$' | sort -g | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
 
 echo "nginx $(nginx -v 2>&1 | sed 's|.*/||') (workers $threads, port $nginx_port) and urt http_server (threads $threads, port $urt_port) on CPU $srv_cpus; wrk -t1 on CPU $cli_cpu"
 echo "$rounds rounds of ${duration}s per server, path and connection count"

@@ -48,20 +48,7 @@ done
 source "$root/perf/lib.sh"
 require_bins "$build/examples/redis"
 
-if ! command -v redis-server >/dev/null || ! command -v redis-benchmark >/dev/null; then
-    if [ "$(id -u)" != 0 ]; then
-        echo "$0: redis-server and redis-tools are missing: run as root to install them" >&2
-        exit 1
-    fi
-    own=""
-    if [ ! -e /usr/sbin/policy-rc.d ]; then   # keep their service from starting
-        printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
-        own=1
-    fi
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q redis-server redis-tools >/dev/null ||
-        { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -q redis-server redis-tools >/dev/null; }
-    [ -z "$own" ] || rm -f /usr/sbin/policy-rc.d
-fi
+install_packages redis-server redis-benchmark -- redis-server redis-tools
 
 dir=$(mktemp -d)
 srv=""
@@ -74,24 +61,15 @@ cleanup() {
 }
 trap cleanup EXIT
 
-port=""
-for _ in $(seq 20); do
-    p=$((20000 + RANDOM % 20000))
+start_redis() {
     # shellcheck disable=SC2086 # $pin_srv is words
-    $pin_srv redis-server --port "$p" --bind 127.0.0.1 --save "" --appendonly no --dir "$dir" \
+    $pin_srv redis-server --port "$1" --bind 127.0.0.1 --save "" --appendonly no --dir "$dir" \
         >"$dir/server.log" 2>&1 &
-    srv=$!
-    for _ in $(seq 100); do
-        # ours answering, not some other Redis that already had the port
-        kill -0 "$srv" 2>/dev/null && redis-cli -p "$p" INFO server 2>/dev/null |
-            tr -d '\r' | grep -qx "process_id:$srv" && { port=$p; break 2; }
-        kill -0 "$srv" 2>/dev/null || break
-        sleep 0.05
-    done
-    kill "$srv" 2>/dev/null || true
-    srv=""
-done
-[ -n "$port" ] || { echo "$0: redis-server did not start" >&2; cat "$dir/server.log" >&2; exit 1; }
+}
+# ours answering (PORT PID), not some other Redis that already had the port
+redis_ready() { redis-cli -p "$1" INFO server 2>/dev/null | tr -d '\r' | grep -qx "process_id:$2"; }
+serve_on_free_port srv port start_redis redis_ready ||
+    { echo "$0: redis-server did not start" >&2; cat "$dir/server.log" >&2; exit 1; }
 
 # run_client NAME CMD...: one run on CPU 1; prints "SET_RPS GET_RPS CPU_US_PER_REQUEST".
 run_client() {
@@ -115,8 +93,6 @@ run_client() {
         printf "%.3f", s * 1e6 / (2 * n) }')
     echo "$set $get $cpu"
 }
-
-median() { tr ' ' '\n' <<<"$1" | grep -v '^$' | sort -g | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
 
 echo "redis-server $(redis-server --version | sed -n 's/.*v=\([^ ]*\).*/\1/p') on port $port (CPU 0); clients on CPU 1"
 echo "-c $clients -n $requests -P $pipeline -d $size -t set,get, $rounds rounds"

@@ -87,25 +87,15 @@ static int run_simple(const char *const *args, char *out, size_t outlen)
     for (; *args && argc < 7; args++)
         argv[argc++] = *args;
     argv[argc] = NULL;
-    int p[2];
-    assert_int_equal(pipe2(p, O_CLOEXEC), 0);
-    pid_t pid = fork();
+    int rd = -1;
+    pid_t pid = ut_spawn_piped(argv, NULL, &rd);
     assert_true(pid >= 0);
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        dup2(p[1], STDOUT_FILENO);
-        int devnull = open("/dev/null", O_WRONLY);
-        dup2(devnull, STDERR_FILENO);
-        execv(argv[0], (char *const *)argv);
-        _exit(127);
-    }
-    close(p[1]);
     size_t len = 0;
     ssize_t n;
-    while (len + 1 < outlen && (n = read(p[0], out + len, outlen - 1 - len)) > 0)
+    while (len + 1 < outlen && (n = read(rd, out + len, outlen - 1 - len)) > 0)
         len += (size_t)n;
     out[len] = '\0';
-    close(p[0]);
+    close(rd);
     int status;
     assert_int_equal(waitpid(pid, &status, 0), pid);
     return status;

@@ -12,28 +12,16 @@
  * and dies with it (PR_SET_PDEATHSIG). Every assertion runs on the test's main stack.
  */
 #include <arpa/inet.h>
-#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <poll.h>
 #include <pthread.h>
-#include <sys/mman.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <time.h>
 
 #include "urt_test.h"
 
-#ifndef FETCH_PATH
-#error "FETCH_PATH must name the built fetch binary"
-#endif
-
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
+#define FETCH_LIMIT_MS 10000   /* one fetch run */
+#include "fetch_child.h"
 
 static void sleep_ms(unsigned ms)
 {
@@ -251,108 +239,6 @@ static int refused_port(void)
     return ntohs(a.sin_port);
 }
 
-/* ---- fetch as a child process --------------------------------------------------------------- */
-
-struct run {
-    int      status;       /* wait status */
-    uint64_t elapsed_ms;
-    char     out[16384];   /* its stdout */
-    size_t   len;
-    char     err[8192];    /* its stderr */
-};
-
-/* Runs fetch with args (NULL-terminated), reading its stdout until it exits (limit 10 s). */
-static void run_fetch(struct run *r, const char *const *args)
-{
-    const char *argv[32] = { FETCH_PATH };
-    int argc = 1;
-    for (; *args && argc < 31; args++)
-        argv[argc++] = *args;
-    argv[argc] = NULL;
-
-    int p[2];
-    assert_int_equal(pipe2(p, O_CLOEXEC), 0);
-    int errfd = memfd_create("fetch-stderr", MFD_CLOEXEC);   /* read once fetch has exited */
-    assert_true(errfd >= 0);
-    memset(r, 0, sizeof *r);
-    uint64_t t0 = now_ms();
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);   /* a failed or timed-out test takes fetch along */
-        signal(SIGPIPE, SIG_DFL);
-        dup2(p[1], STDOUT_FILENO);
-        dup2(errfd, STDERR_FILENO);
-        execv(argv[0], (char *const *)argv);
-        _exit(127);
-    }
-    close(p[1]);
-    for (;;) {
-        uint64_t spent = now_ms() - t0;
-        if (spent >= 10000 || r->len + 1 >= sizeof r->out)
-            break;
-        struct pollfd pf = { .fd = p[0], .events = POLLIN };
-        if (poll(&pf, 1, (int)(10000 - spent)) <= 0)
-            continue;
-        ssize_t n = read(p[0], r->out + r->len, sizeof r->out - 1 - r->len);
-        if (n <= 0)
-            break;   /* EOF: fetch has exited */
-        r->len += (size_t)n;
-    }
-    r->out[r->len] = '\0';
-    close(p[0]);
-    pid_t w;
-    while ((w = waitpid(pid, &r->status, WNOHANG)) == 0 && now_ms() - t0 < 10000)
-        sleep_ms(5);
-    if (w != pid) {
-        kill(pid, SIGKILL);
-        waitpid(pid, &r->status, 0);
-        fail_msg("fetch did not exit within 10 s; output:\n%s", r->out);
-    }
-    r->elapsed_ms = now_ms() - t0;
-    ssize_t n = pread(errfd, r->err, sizeof r->err - 1, 0);
-    r->err[n > 0 ? n : 0] = '\0';
-    close(errfd);
-    UT_NOTE("fetch output (%llu ms, exit %d):\n%s", (unsigned long long)r->elapsed_ms,
-            WIFEXITED(r->status) ? WEXITSTATUS(r->status) : -1, r->out);
-}
-
-/* The line for url: "%7.3f s " WHAT "  " url. Returns WHAT (trimmed, in a static buffer) and
-   the seconds in *secs; fails the test if there is not exactly one such line. */
-static const char *line_for(const struct run *r, const char *url, double *secs)
-{
-    static char what[512];
-    int found = 0;
-    const char *p = r->out;
-    while (*p) {
-        const char *nl = strchr(p, '\n');
-        size_t n = nl ? (size_t)(nl - p) : strlen(p);
-        char line[1024];
-        if (n >= sizeof line)
-            n = sizeof line - 1;
-        memcpy(line, p, n);
-        line[n] = '\0';
-        p += n + (nl ? 1 : 0);
-
-        char *sep = strstr(line, "  ");   /* the last "  " precedes the URL */
-        for (char *q = sep; q; q = strstr(q + 1, "  "))
-            sep = q;
-        if (!sep || strcmp(sep + 2, url) != 0)
-            continue;
-        *sep = '\0';
-        double s;
-        int off = 0;
-        if (sscanf(line, "%lf s %n", &s, &off) != 1 || off == 0)
-            fail_msg("bad line for %s: '%s'", url, line);
-        found++;
-        *secs = s;
-        snprintf(what, sizeof what, "%s", line + off);
-    }
-    if (found != 1)
-        fail_msg("%d lines for %s in:\n%s", found, url, r->out);
-    return what;
-}
-
 static int count_lines(const char *s)
 {
     int n = 0;
@@ -385,9 +271,8 @@ UT_TEST_T(mixed_run_reports_every_url, 20)
                            truncated, refused, slow, "http://", "ftp://x", https, NULL };
 
     struct run r;
-    run_fetch(&r, args);
-    assert_true(WIFEXITED(r.status));
-    assert_int_equal(WEXITSTATUS(r.status), 1);     /* some failed */
+    run_fetch(&r, args, NULL);
+    assert_exit(&r, 1);     /* some failed */
     assert_true(r.elapsed_ms < 8000);
     assert_int_equal(count_lines(r.out), 11);       /* one line per URL, nothing else */
     assert_string_equal(r.err, "");                 /* errors go on their URL's line */
@@ -439,9 +324,8 @@ UT_TEST_T(all_good_exits_zero, 20)
     args[N] = NULL;
 
     struct run r;
-    run_fetch(&r, args);
-    assert_true(WIFEXITED(r.status));
-    assert_int_equal(WEXITSTATUS(r.status), 0);
+    run_fetch(&r, args, NULL);
+    assert_exit(&r, 0);
     assert_true(r.elapsed_ms < 5000);
     assert_int_equal(count_lines(r.out), N);
     assert_null(strstr(r.out, "error"));
@@ -464,9 +348,8 @@ UT_TEST_T(all_good_exits_zero, 20)
 UT_TEST_T(usage_and_exit_codes, 20)
 {
     struct run r;
-    run_fetch(&r, (const char *[]){ "--help", NULL });
-    assert_true(WIFEXITED(r.status));
-    assert_int_equal(WEXITSTATUS(r.status), 0);
+    run_fetch(&r, (const char *[]){ "--help", NULL }, NULL);
+    assert_exit(&r, 0);
     assert_non_null(strstr(r.out, "usage:"));
     assert_non_null(strstr(r.out, "--timeout"));
     assert_int_equal(r.err[0], '\0');
@@ -480,9 +363,8 @@ UT_TEST_T(usage_and_exit_codes, 20)
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         const char *args[4] = { bad[i][0], bad[i][1], bad[i][2], NULL };
-        run_fetch(&r, args);
-        assert_true(WIFEXITED(r.status));
-        assert_int_equal(WEXITSTATUS(r.status), 2);
+        run_fetch(&r, args, NULL);
+        assert_exit(&r, 2);
         assert_int_equal(r.len, 0);   /* usage goes to stderr */
         assert_non_null(strstr(r.err, "fetch"));     /* and says why */
     }

@@ -19,33 +19,21 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <pthread.h>
-#include <sys/mman.h>
-#include <sys/prctl.h>
 #include <sys/stat.h>
-#include <time.h>
 
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
 #include "urt_test.h"
 
-#ifndef FETCH_PATH
-#error "FETCH_PATH must name the built fetch binary"
-#endif
+#define FETCH_LIMIT_MS 20000    /* one fetch run; under Valgrind our server's handshakes are slow */
+#include "fetch_child.h"
 
-#define RUN_LIMIT_MS 20000      /* one fetch run; under Valgrind our server's handshakes are slow */
 #define FILE_SIZE    100000     /* the file s_server serves */
 #define CUT_SIZE     1000       /* body bytes sent before a cut */
 
 static char dir[64];            /* the mkdtemp directory: key, cert, the served file */
 static char key_path[96], cert_path[96];
-
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
 
 /* Runs argv (a program found on PATH) in cwd with its output thrown away. Its exit status; 127
    when it could not be started. */
@@ -91,32 +79,21 @@ static pid_t s_server_start(const char *addr, int *port)
         *port = free_port();
         char accept_arg[64];
         snprintf(accept_arg, sizeof accept_arg, "%s:%d", addr, *port);
-        int p[2];
-        assert_int_equal(pipe2(p, O_CLOEXEC), 0);
-        pid_t pid = fork();
+        const char *argv[] = { "openssl", "s_server", "-accept", accept_arg, "-cert", cert_path,
+                               "-key", key_path, "-WWW", NULL };
+        int rd = -1;
+        pid_t pid = ut_spawn_piped(argv, dir, &rd);
         assert_true(pid >= 0);
-        if (pid == 0) {
-            prctl(PR_SET_PDEATHSIG, SIGKILL);
-            dup2(p[1], STDOUT_FILENO);
-            int null = open("/dev/null", O_WRONLY);
-            dup2(null, STDERR_FILENO);
-            if (chdir(dir) < 0)
-                _exit(127);
-            execlp("openssl", "openssl", "s_server", "-accept", accept_arg, "-cert", cert_path,
-                   "-key", key_path, "-WWW", (char *)NULL);
-            _exit(127);
-        }
-        close(p[1]);
         /* It prints ACCEPT once it listens; EOF means it gave up (the port was taken). */
         char out[512];
         size_t len = 0;
         int ready = 0;
         uint64_t t0 = now_ms();
         while (!ready && len < sizeof out - 1 && now_ms() - t0 < 10000) {
-            struct pollfd pf = { .fd = p[0], .events = POLLIN };
+            struct pollfd pf = { .fd = rd, .events = POLLIN };
             if (poll(&pf, 1, 1000) <= 0)
                 continue;
-            ssize_t n = read(p[0], out + len, sizeof out - 1 - len);
+            ssize_t n = read(rd, out + len, sizeof out - 1 - len);
             if (n <= 0)
                 break;
             len += (size_t)n;
@@ -124,10 +101,10 @@ static pid_t s_server_start(const char *addr, int *port)
             ready = strstr(out, "ACCEPT") != NULL;
         }
         if (ready) {
-            s_server_out = p[0];   /* it writes ACCEPT again after each connection */
+            s_server_out = rd;   /* it writes ACCEPT again after each connection */
             return pid;
         }
-        close(p[0]);
+        close(rd);
         kill(pid, SIGKILL);
         waitpid(pid, NULL, 0);
     }
@@ -420,124 +397,6 @@ static void server_stop(void)
     srv.ctx = NULL;
 }
 
-/* ---- fetch as a child process --------------------------------------------------------------- */
-
-struct run {
-    int      status;       /* wait status */
-    uint64_t elapsed_ms;
-    char     out[65536];   /* its stdout */
-    size_t   len;
-    char     err[8192];    /* its stderr */
-};
-
-/* Runs fetch with args, then urls (both NULL-terminated; urls may be NULL), reading its stdout
-   until it exits. */
-static void run_fetch(struct run *r, const char *const *args, char *const *urls)
-{
-    const char *argv[256] = { FETCH_PATH };
-    int argc = 1;
-    for (; *args && argc < 255; args++)
-        argv[argc++] = *args;
-    for (; urls && *urls && argc < 255; urls++)
-        argv[argc++] = *urls;
-    argv[argc] = NULL;
-
-    int p[2];
-    assert_int_equal(pipe2(p, O_CLOEXEC), 0);
-    int errfd = memfd_create("fetch-stderr", MFD_CLOEXEC);   /* read once fetch has exited */
-    assert_true(errfd >= 0);
-    memset(r, 0, sizeof *r);
-    uint64_t t0 = now_ms();
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);   /* a failed or timed-out test takes fetch along */
-        signal(SIGPIPE, SIG_DFL);
-        dup2(p[1], STDOUT_FILENO);
-        dup2(errfd, STDERR_FILENO);
-        execv(argv[0], (char *const *)argv);
-        _exit(127);
-    }
-    close(p[1]);
-    for (;;) {
-        uint64_t spent = now_ms() - t0;
-        if (spent >= RUN_LIMIT_MS || r->len + 1 >= sizeof r->out)
-            break;
-        struct pollfd pf = { .fd = p[0], .events = POLLIN };
-        if (poll(&pf, 1, (int)(RUN_LIMIT_MS - spent)) <= 0)
-            continue;
-        ssize_t n = read(p[0], r->out + r->len, sizeof r->out - 1 - r->len);
-        if (n <= 0)
-            break;   /* EOF: fetch has exited */
-        r->len += (size_t)n;
-    }
-    r->out[r->len] = '\0';
-    close(p[0]);
-    /* Its stdout is closed: it has exited or is about to. A bounded blocking wait, no polling. */
-    int killed = 0;
-    if (now_ms() - t0 >= RUN_LIMIT_MS) {
-        kill(pid, SIGKILL);
-        killed = 1;
-    }
-    while (waitpid(pid, &r->status, 0) < 0 && errno == EINTR)
-        ;
-    if (killed)
-        fail_msg("fetch did not exit within %d ms; output:\n%s", RUN_LIMIT_MS, r->out);
-    r->elapsed_ms = now_ms() - t0;
-    ssize_t n = pread(errfd, r->err, sizeof r->err - 1, 0);
-    r->err[n > 0 ? n : 0] = '\0';
-    close(errfd);
-    if (r->len < 4000)
-        UT_NOTE("fetch output (%llu ms, exit %d):\n%s", (unsigned long long)r->elapsed_ms,
-                WIFEXITED(r->status) ? WEXITSTATUS(r->status) : -1, r->out);
-    else
-        UT_NOTE("fetch output: %zu bytes (%llu ms, exit %d)\n", r->len,
-                (unsigned long long)r->elapsed_ms,
-                WIFEXITED(r->status) ? WEXITSTATUS(r->status) : -1);
-}
-
-/* The line for url: "%7.3f s " WHAT "  " url. Returns WHAT (trimmed, in a static buffer) and
-   the seconds in *secs; fails the test if there is not exactly one such line. */
-static const char *line_for(const struct run *r, const char *url, double *secs)
-{
-    static char what[512];
-    int found = 0;
-    const char *p = r->out;
-    while (*p) {
-        const char *nl = strchr(p, '\n');
-        size_t n = nl ? (size_t)(nl - p) : strlen(p);
-        char line[1024];
-        if (n >= sizeof line)
-            n = sizeof line - 1;
-        memcpy(line, p, n);
-        line[n] = '\0';
-        p += n + (nl ? 1 : 0);
-
-        char *sep = strstr(line, "  ");   /* the last "  " precedes the URL */
-        for (char *q = sep; q; q = strstr(q + 1, "  "))
-            sep = q;
-        if (!sep || strcmp(sep + 2, url) != 0)
-            continue;
-        *sep = '\0';
-        double s;
-        int off = 0;
-        if (sscanf(line, "%lf s %n", &s, &off) != 1 || off == 0)
-            fail_msg("bad line for %s: '%s'", url, line);
-        found++;
-        *secs = s;
-        snprintf(what, sizeof what, "%s", line + off);
-    }
-    if (found != 1)
-        fail_msg("%d lines for %s in:\n%s", found, url, r->out);
-    return what;
-}
-
-static void assert_exit(const struct run *r, int code)
-{
-    assert_true(WIFEXITED(r->status));
-    assert_int_equal(WEXITSTATUS(r->status), code);
-}
-
 /* ---- tests: certificates, against openssl s_server ------------------------------------------- */
 
 /* --cacert with our certificate: the file arrives whole, by address and by name. */
@@ -641,22 +500,28 @@ UT_TEST_T(handshake_timeout, 30)
     assert_true(r.elapsed_ms < 3000);
 }
 
+/* Fetches one https:// URL of our server, started in mode (with TLS) and stopped after; fetch
+   must fail (exit 1). Its line for the URL, as line_for gives it. */
+static const char *fetch_failing(enum mode mode)
+{
+    server_start(1, mode);
+    char url[96];
+    snprintf(url, sizeof url, "https://127.0.0.1:%d/x", srv.port);
+    struct run r;
+    run_fetch(&r, (const char *[]){ "--cacert", cert_path, url, NULL }, NULL);
+    server_stop();
+    assert_exit(&r, 1);
+    double t;
+    return line_for(&r, url, &t);
+}
+
 /* A server that closes in the middle of a TLS record: in the handshake, and in the body. */
 UT_TEST_T(closed_mid_record, 30)
 {
     static const enum mode modes[] = { MID_HELLO, MID_BODY };
-    for (size_t i = 0; i < 2; i++) {
-        server_start(1, modes[i]);
-        char url[96];
-        snprintf(url, sizeof url, "https://127.0.0.1:%d/x", srv.port);
-        struct run r;
-        run_fetch(&r, (const char *[]){ "--cacert", cert_path, url, NULL }, NULL);
-        server_stop();
-        assert_exit(&r, 1);
-        double t;
-        assert_string_equal(line_for(&r, url, &t),
+    for (size_t i = 0; i < 2; i++)
+        assert_string_equal(fetch_failing(modes[i]),
                             "error: connection closed in the middle of a TLS record");
-    }
 }
 
 /* Closed between records without close_notify: cut short when the framing says the body is not
@@ -665,27 +530,41 @@ UT_TEST_T(closed_mid_record, 30)
    are reused. */
 UT_TEST_T(closed_without_close_notify, 30)
 {
-    server_start(1, CUT_LENGTH);
-    char url[96];
-    snprintf(url, sizeof url, "https://127.0.0.1:%d/x", srv.port);
-    struct run r;
-    run_fetch(&r, (const char *[]){ "--cacert", cert_path, url, NULL }, NULL);
-    server_stop();
-    assert_exit(&r, 1);
-    double t;
-    assert_string_equal(line_for(&r, url, &t),
+    assert_string_equal(fetch_failing(CUT_LENGTH),
                         "error: connection closed before Content-Length bytes");
-
-    server_start(1, CUT_UNTIL_CLOSE);
-    snprintf(url, sizeof url, "https://127.0.0.1:%d/x", srv.port);
-    run_fetch(&r, (const char *[]){ "--cacert", cert_path, url, NULL }, NULL);
-    server_stop();
-    assert_exit(&r, 1);
-    assert_string_equal(line_for(&r, url, &t),
+    assert_string_equal(fetch_failing(CUT_UNTIL_CLOSE),
                         "error: connection closed without TLS close_notify: body may be cut short");
 }
 
 /* ---- tests: connections kept alive ----------------------------------------------------------- */
+
+#define MAX_URLS 100
+
+/* n URLs of our server (over TLS if it is), each asking for "/SIZE": the sizes first, first +
+   step, first + 2 * step... modulo 70000 (a few records' worth; answer() sends odd ones chunked).
+   They go in list, NULL-terminated, which has room for n + 1. */
+static void server_urls(char **list, int n, int first, int step)
+{
+    static char urls[MAX_URLS][96];
+    assert_true(n <= MAX_URLS);
+    for (int i = 0; i < n; i++) {
+        snprintf(urls[i], sizeof urls[i], "%s://127.0.0.1:%d/%d", srv.tls ? "https" : "http",
+                 srv.port, (first + i * step) % 70000);
+        list[i] = urls[i];
+    }
+    list[n] = NULL;
+}
+
+/* Each URL of list (from server_urls) has one line, and it says the whole body arrived. */
+static void assert_whole_bodies(const struct run *r, char *const *list)
+{
+    for (; *list; list++) {
+        double t;
+        char want[32];
+        snprintf(want, sizeof want, "%ld bytes", strtol(strrchr(*list, '/') + 1, NULL, 10));
+        assert_string_equal(line_for(r, *list, &t), want);
+    }
+}
 
 /* 100 URLs of one host, over https and over http: every body whole (Content-Length and chunked),
    every request on one of at most --per-host connections, each request asked once. */
@@ -694,15 +573,8 @@ UT_TEST_T(keep_alive_bounds_connections, 90)
     enum { N = 100, PER_HOST = 4 };
     for (int tls = 1; tls >= 0; tls--) {
         server_start(tls, KEEP_ALIVE);
-        static char urls[N][96];
         char *list[N + 1];
-        for (int i = 0; i < N; i++) {
-            /* sizes from 0 to a few records' worth, odd ones chunked */
-            snprintf(urls[i], sizeof urls[i], "%s://127.0.0.1:%d/%d", tls ? "https" : "http",
-                     srv.port, (i * 7919) % 70000);
-            list[i] = urls[i];
-        }
-        list[N] = NULL;
+        server_urls(list, N, 0, 7919);   /* sizes from 0 to 70000 */
         char per_host[16];
         snprintf(per_host, sizeof per_host, "%d", PER_HOST);
         struct run r;
@@ -710,12 +582,7 @@ UT_TEST_T(keep_alive_bounds_connections, 90)
                   list);
         server_stop();   /* fetch closed every connection when it ended */
         assert_exit(&r, 0);
-        for (int i = 0; i < N; i++) {
-            double t;
-            char want[32];
-            snprintf(want, sizeof want, "%d bytes", (i * 7919) % 70000);
-            assert_string_equal(line_for(&r, urls[i], &t), want);
-        }
+        assert_whole_bodies(&r, list);
         UT_NOTE("  %s: %d requests on %d connections\n", tls ? "https" : "http", srv.requests,
                 srv.accepted);
         assert_int_equal(srv.requests, N);
@@ -731,23 +598,13 @@ UT_TEST_T(closed_idle_connection_is_retried, 90)
 {
     enum { N = 12 };
     server_start(1, CLOSE_EACH);
-    static char urls[N][96];
     char *list[N + 1];
-    for (int i = 0; i < N; i++) {
-        snprintf(urls[i], sizeof urls[i], "https://127.0.0.1:%d/%d", srv.port, 1000 + i);
-        list[i] = urls[i];
-    }
-    list[N] = NULL;
+    server_urls(list, N, 1000, 1);   /* 1000 to 1011 bytes */
     struct run r;
     run_fetch(&r, (const char *[]){ "--per-host", "2", "--cacert", cert_path, NULL }, list);
     server_stop();
     assert_exit(&r, 0);
-    for (int i = 0; i < N; i++) {
-        double t;
-        char want[32];
-        snprintf(want, sizeof want, "%d bytes", 1000 + i);
-        assert_string_equal(line_for(&r, urls[i], &t), want);
-    }
+    assert_whole_bodies(&r, list);
     assert_int_equal(srv.requests, N);   /* every request answered once */
     assert_true(srv.accepted >= N);      /* and each on a connection of its own */
 }

@@ -18,6 +18,7 @@
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -26,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -272,6 +274,35 @@ static int ut_tcp_connect(const struct sockaddr_in *addr)
         fd = -1;
     }
     return fd;
+}
+
+/* Starts argv (argv[0] a path, or a program found on PATH) in cwd (NULL: ours) with its stdout
+   on a pipe whose read end goes to *out and its stderr thrown away; it dies with its parent
+   (PR_SET_PDEATHSIG). Its pid, or -1 when it could not be started. */
+static pid_t ut_spawn_piped(const char *const argv[], const char *cwd, int *out)
+    __attribute__((unused));
+static pid_t ut_spawn_piped(const char *const argv[], const char *cwd, int *out)
+{
+    int p[2];
+    if (pipe2(p, O_CLOEXEC) < 0)
+        return -1;
+    pid_t pid = fork();
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        dup2(p[1], STDOUT_FILENO);
+        int null = open("/dev/null", O_WRONLY);
+        dup2(null, STDERR_FILENO);
+        if (cwd && chdir(cwd) < 0)
+            _exit(127);
+        execvp(argv[0], (char *const *)argv);
+        _exit(127);
+    }
+    close(p[1]);
+    if (pid < 0)
+        close(p[0]);
+    else
+        *out = p[0];
+    return pid;
 }
 
 #endif
