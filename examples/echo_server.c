@@ -246,6 +246,7 @@ static int server_main(void *arg)
     if (!acceptor) {
         fprintf(stderr, "echo_server: %s\n", strerror(errno));
         urt_group_free(S.conns);
+        kill(getpid(), SIGTERM);   /* the other runtimes stop too */
         return 1;
     }
 

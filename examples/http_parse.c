@@ -176,7 +176,7 @@ int http_parse_request(const char *buf, size_t len, struct http_request *r)
         } else if (name_is(name, name_len, "expect")) {
             if (!name_is(v, n, "100-continue"))
                 return -400;   /* (417 would be the precise answer) */
-            r->expect_continue = 1;
+            r->expect_continue = r->minor >= 1;   /* HTTP/1.0 clients do not wait for it */
         }
     }
     if (p != end)
@@ -188,11 +188,13 @@ int http_parse_request(const char *buf, size_t len, struct http_request *r)
     if (hosts > 1)
         return -400;
     r->keep_alive = (uint8_t)(r->minor >= 1 ? !close : (keep && !close));
+    if (r->minor == 0 && r->chunked)
+        r->keep_alive = 0;   /* RFC 9112 6.1: HTTP/1.0 framing by Transfer-Encoding is faulty */
     return 0;
 }
 
 enum {
-    C_SIZE, C_SIZE_MORE, C_EXT, C_SIZE_LF, C_DATA, C_DATA_CR, C_DATA_LF, C_TRAILER_START,
+    C_SIZE, C_SIZE_MORE, C_SIZE_BWS, C_EXT, C_SIZE_LF, C_DATA, C_DATA_CR, C_DATA_LF, C_TRAILER_START,
     C_TRAILER, C_TRAILER_LF, C_END_LF, C_DONE,
 };
 
@@ -232,8 +234,10 @@ long http_chunked_feed(struct http_chunked *c, const char *p, size_t n,
                 c->state = C_SIZE_MORE;
             } else if (c->state == C_SIZE) {
                 return -400;
-            } else if (ch == ';' || ch == ' ' || ch == '\t') {
+            } else if (ch == ';') {
                 c->state = C_EXT;
+            } else if (ch == ' ' || ch == '\t') {
+                c->state = C_SIZE_BWS;   /* whitespace may only lead to ';' or the line end */
             } else if (ch == '\r') {
                 c->state = C_SIZE_LF;
             } else {
@@ -241,6 +245,14 @@ long http_chunked_feed(struct http_chunked *c, const char *p, size_t n,
             }
             break;
         }
+        case C_SIZE_BWS:
+            if (ch == ';')
+                c->state = C_EXT;
+            else if (ch == '\r')
+                c->state = C_SIZE_LF;
+            else if (ch != ' ' && ch != '\t')
+                return -400;   /* "5 5": two parsers could read two sizes */
+            break;
         case C_EXT:
             if (ch == '\r')
                 c->state = C_SIZE_LF;

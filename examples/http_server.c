@@ -61,6 +61,7 @@
 #include "server_base.h"
 #include "urt.h"
 
+#define SEND_PART (1 << 20)   /* a file goes in parts of this size, each renewing the timeout */
 #define SMALL_IN  1024
 #define SMALL_OUT 512
 #define LARGE_IN  (8 * 1024)
@@ -320,12 +321,19 @@ static ssize_t receive(struct conn *c)
 
 /* ---- bodies ---- */
 
-/* Reads and counts a request's body (it is not kept). 0, or <0 to close: -413, -400, errors. */
+/*
+ * Reads and counts a request's body (it is not kept). 0, or <0 to close: -413, -400, errors.
+ * The whole body must arrive within --header-timeout of the head's end: a deadline per
+ * receive would let a client that sends a byte now and then hold the connection for ever.
+ * Bytes past the body stay in the buffer: they are the next request's.
+ */
 static ssize_t read_body(struct conn *c, const struct http_request *r, uint64_t *count)
 {
     *count = 0;
     if (!r->chunked && r->content_length <= 0)
         return 0;
+    c->head_started = true;   /* a request in progress (for the counters) */
+    renew(O.header_ns);
     if (r->content_length > 0 && (uint64_t)r->content_length > O.max_body)
         return -413;
     if (r->expect_continue && c->pos == c->len) {
@@ -345,15 +353,13 @@ static ssize_t read_body(struct conn *c, const struct http_request *r, uint64_t 
             if (left == 0)
                 break;
             c->pos = c->len = 0;
-            renew(O.header_ns);
-            /* Never past the body: what follows is the next request's. */
-            size_t want = left < c->cap ? (size_t)left : c->cap;
-            ssize_t n = urt_recv(c->fd, c->in, want, 0);
+            /* (Sends the responses before it first: a client may wait for them.) */
+            ssize_t n = receive(c);
             if (n <= 0)
                 return n ? n : -ECONNRESET;
-            c->len = (size_t)n;
         }
         *count = (uint64_t)r->content_length;
+        c->head_started = false;
         return 0;
     }
     struct http_chunked dec = { 0 };
@@ -367,12 +373,12 @@ static ssize_t read_body(struct conn *c, const struct http_request *r, uint64_t 
         if (http_chunked_done(&dec))
             break;
         c->pos = c->len = 0;
-        renew(O.header_ns);
         ssize_t n = receive(c);
         if (n <= 0)
             return n ? n : -ECONNRESET;
     }
     *count = dec.body;
+    c->head_started = false;
     return 0;
 }
 
@@ -463,11 +469,18 @@ static ssize_t take_body(struct conn *c, const struct http_request *r, uint64_t 
     return err;
 }
 
+/* Whether the connection ends after this response: decided once the body is in, since a stop
+   may have begun while it came. */
+static bool ends_after(const struct http_request *r)
+{
+    return !r->keep_alive || S.stopping;
+}
+
 /* GET or HEAD /static/...: 0, or <0 to close the connection. The file is opened before the
    body is read: the path lives in the input buffer, which the body's bytes may overwrite. */
 static __attribute__((noinline)) ssize_t serve_static(struct conn *c,
                                                       const struct http_request *r,
-                                                      const char *p, size_t n, bool close_after)
+                                                      const char *p, size_t n)
 {
     char rel[1024];
     struct stat st;
@@ -475,27 +488,37 @@ static __attribute__((noinline)) ssize_t serve_static(struct conn *c,
     uint64_t body;
     int fd = open_static(p, n, rel, sizeof rel, &st);
     ssize_t err = take_body(c, r, &body);
+    bool close_after = ends_after(r);
     if (fd < 0 || err) {
         if (!err)
             err = put_status(c, -fd, r->method == HTTP_HEAD, close_after, ka10, NULL);
         if (fd >= 0)
             close(fd);
-        return err;
+        return err ? err : close_after ? WE_CLOSE : 0;
     }
     err = put_head(c, 200, content_type(rel, strlen(rel)), (uint64_t)st.st_size, close_after,
                    ka10, NULL);
     if (!err && r->method == HTTP_GET && st.st_size > 0) {
-        /* The head goes first, held back (MSG_MORE) to share a segment with the body. */
+        /* The head goes first, held back (MSG_MORE) to share a segment with the body. The
+           client must keep taking the file: --idle-timeout without progress ends it, however
+           long the whole takes. */
+        renew(O.idle_ns);
         err = flush(c, 1);
-        int64_t off = 0;
-        ssize_t sent = err ? 0 : urt_sendfile(c->fd, fd, &off, (size_t)st.st_size);
-        if (!err && sent < st.st_size)
-            err = sent < 0 ? sent : -EIO;   /* the file shrank: the length we sent is wrong */
-        else
-            S.n[C_FILE_BYTES] += (uint64_t)sent;
+        for (int64_t off = 0; !err && off < st.st_size;) {
+            int64_t was = off;
+            size_t part = st.st_size - off < SEND_PART ? (size_t)(st.st_size - off) : SEND_PART;
+            ssize_t sent = urt_sendfile(c->fd, fd, &off, part);
+            S.n[C_FILE_BYTES] += (uint64_t)(off - was);
+            if (sent < 0)
+                err = sent;
+            else if ((size_t)sent < part)
+                err = -EIO;   /* the file shrank: the length we sent is wrong */
+            else
+                renew(O.idle_ns);
+        }
     }
     close(fd);
-    return err;
+    return err ? err : close_after ? WE_CLOSE : 0;
 }
 
 /* ---- requests ---- */
@@ -506,7 +529,6 @@ static ssize_t answer(struct conn *c, const struct http_request *r)
     S.n[C_REQUESTS]++;
     bool head_only = r->method == HTTP_HEAD;
     bool ka10 = r->minor == 0 && r->keep_alive;
-    bool close_after = !r->keep_alive || S.stopping;
     const char *path = r->target;
     size_t n = r->target_len;
     const char *q = memchr(path, '?', n);
@@ -514,15 +536,14 @@ static ssize_t answer(struct conn *c, const struct http_request *r)
         n = (size_t)(q - path);
     bool is_static = n > 8 && memcmp(path, "/static/", 8) == 0;
     ssize_t err;
-    if (is_static && (r->method == HTTP_GET || head_only)) {
-        err = serve_static(c, r, path + 8, n - 8, close_after);
-        return err ? err : close_after ? WE_CLOSE : 0;
-    }
+    if (is_static && (r->method == HTTP_GET || head_only))
+        return serve_static(c, r, path + 8, n - 8);
     /* From here on the target is not needed: the body may overwrite it. */
     bool is_root = n == 1 && path[0] == '/';
     uint64_t body;
     if ((err = take_body(c, r, &body)))
         return err;
+    bool close_after = ends_after(r);
     if (is_root && (r->method == HTTP_GET || head_only)) {
         err = put_head(c, 200, "text/plain", sizeof hello - 1, close_after, ka10, NULL);
         if (!err && !head_only)
@@ -551,6 +572,10 @@ static ssize_t answer(struct conn *c, const struct http_request *r)
 static ssize_t serve_loop(struct conn *c)
 {
     for (;;) {
+        /* Empty lines before a request are allowed (some clients end a body with one more). */
+        if (c->scan == 0)
+            while (c->pos < c->len && (c->in[c->pos] == '\r' || c->in[c->pos] == '\n'))
+                c->pos++;
         size_t head = http_head_end(c->in + c->pos, c->len - c->pos, &c->scan);
         if (head) {
             struct http_request r;
@@ -597,36 +622,6 @@ static ssize_t serve_loop(struct conn *c)
     return WE_CLOSE;
 }
 
-/* The rest of a connection whose request head outgrew the small buffers. */
-static __attribute__((noinline)) ssize_t serve_large(struct conn *c)
-{
-    char in[LARGE_IN], out[LARGE_OUT];
-    memcpy(in, c->in + c->pos, c->len - c->pos);
-    memcpy(out, c->out, c->out_len);
-    c->len -= c->pos;
-    c->pos = 0;
-    c->in = in;
-    c->cap = sizeof in;
-    c->out = out;
-    c->out_cap = sizeof out;
-    c->large = true;
-    return serve_loop(c);
-}
-
-static void count_end(const struct conn *c, ssize_t n)
-{
-    if (n == WE_CLOSE)
-        S.n[C_OURS]++;
-    else if (n == 0 || n == -ECONNRESET || n == -EPIPE)
-        S.n[C_PEER]++;
-    else if (n == -ETIMEDOUT)
-        S.n[c->len == 0 && !c->head_started ? C_IDLE : C_SLOW]++;
-    else if (n == -ECANCELED)
-        S.n[C_CANCELLED]++;
-    else
-        S.n[C_ERRORS]++;
-}
-
 /*
  * Ends a connection we close: sends the last responses, then reads (and drops) what the client
  * still sends until it closes too, for a second at most. Closing with unread bytes would make
@@ -646,6 +641,41 @@ static void linger(struct conn *c)
     urt_deadline(0);
 }
 
+/* The rest of a connection whose request head outgrew the small buffers. */
+static __attribute__((noinline)) ssize_t serve_large(struct conn *c)
+{
+    char in[LARGE_IN], out[LARGE_OUT];
+    memcpy(in, c->in + c->pos, c->len - c->pos);
+    memcpy(out, c->out, c->out_len);
+    c->len -= c->pos;
+    c->pos = 0;
+    c->in = in;
+    c->cap = sizeof in;
+    c->out = out;
+    c->out_cap = sizeof out;
+    c->large = true;
+    ssize_t n = serve_loop(c);
+    if (n == WE_CLOSE)
+        linger(c);   /* here, while the buffers it uses live */
+    c->in = c->out = NULL;
+    c->len = c->pos = c->out_len = 0;
+    return n;
+}
+
+static void count_end(const struct conn *c, ssize_t n)
+{
+    if (n == WE_CLOSE || (n == 0 && S.stopping))
+        S.n[C_OURS]++;   /* (at a stop: ended by our shutdown(SHUT_RD)) */
+    else if (n == 0 || n == -ECONNRESET || n == -EPIPE)
+        S.n[C_PEER]++;
+    else if (n == -ETIMEDOUT)
+        S.n[c->len == 0 && !c->head_started ? C_IDLE : C_SLOW]++;
+    else if (n == -ECANCELED)
+        S.n[C_CANCELLED]++;
+    else
+        S.n[C_ERRORS]++;
+}
+
 /* One connection; owns fd. */
 static int serve(void *arg)
 {
@@ -657,10 +687,11 @@ static int serve(void *arg)
         S.all->prev = &c;
     S.all = &c;
     ssize_t n = serve_loop(&c);
-    if (n == GROW)
+    bool large = n == GROW;
+    if (large)
         n = serve_large(&c);
     count_end(&c, n);
-    if (n == WE_CLOSE)
+    if (n == WE_CLOSE && !large)
         linger(&c);
     if (c.prev)
         c.prev->next = c.next;
@@ -679,7 +710,9 @@ static int accept_loop(void *arg)
 {
     (void)arg;
     struct server_acceptor acc = { .prog = "http_server" };
-    urt_listener *l = urt_listener_new(S.listen_fd, SOCK_CLOEXEC);
+    /* Non-blocking connections: a file sent to a client that stops reading then waits in its
+       task (urt_sendfile polls), not in one of the kernel's worker threads. */
+    urt_listener *l = urt_listener_new(S.listen_fd, SOCK_CLOEXEC | SOCK_NONBLOCK);
     if (!l) {
         fprintf(stderr, "http_server: urt_listener_new: %s\n", strerror(errno));
         kill(getpid(), SIGTERM);
@@ -710,6 +743,7 @@ static int server_main(void *arg)
     if (!acceptor) {
         fprintf(stderr, "http_server: %s\n", strerror(errno));
         urt_group_free(S.conns);
+        kill(getpid(), SIGTERM);   /* the other runtimes stop too */
         return 1;
     }
     int sig = server_wait_stop(stop_signals, O.stop);

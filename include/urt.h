@@ -489,7 +489,8 @@ int urt_shutdown(int fd, int how);
  * pipe. off_in/off_out as splice's: NULL for a pipe or to use (and advance) the fd's position,
  * else read from and advanced by what was moved. flags are SPLICE_F_*. Returns the bytes moved,
  * 0 at end of input, or a negative errno: splice's (-EINVAL: neither fd a pipe, or a negative
- * offset; -ESPIPE; -EBADF; -EPIPE, without a SIGPIPE), -ECANCELED, -ETIMEDOUT.
+ * offset; -ESPIPE; -EBADF; -EPIPE, without a SIGPIPE; -EAGAIN: a non-blocking fd not ready),
+ * -ECANCELED, -ETIMEDOUT.
  */
 ssize_t urt_splice(int fd_in, int64_t *off_in, int fd_out, int64_t *off_out, size_t len,
                    unsigned flags);
@@ -502,7 +503,10 @@ ssize_t urt_splice(int fd_in, int64_t *off_in, int fd_out, int64_t *off_out, siz
  * -ECONNRESET (the peer went; no SIGPIPE), -EINVAL (offset NULL or negative, in_fd cannot be
  * spliced from), -EBADF, -EMFILE/-ENFILE (no pipe could be made), -ECANCELED, -ETIMEDOUT. In every
  * case *offset is advanced by the bytes out_fd took and no more: after an error, the bytes from
- * *offset on were not sent.
+ * *offset on were not sent. The kernel runs splices on io_uring's worker threads: make out_fd
+ * non-blocking (SOCK_NONBLOCK, O_NONBLOCK; urt's other calls on it still park and resume as
+ * ever) and a peer that stops reading costs only the waiting task, which polls for room; into a
+ * blocking socket the splice waits on a worker thread, one thread per such peer.
  */
 ssize_t urt_sendfile(int out_fd, int in_fd, int64_t *offset, size_t count);
 

@@ -49,6 +49,7 @@ for _ in $(seq 200); do
 done
 [ -n "$port" ] || fail "no 'listening on' line"
 url=http://127.0.0.1:$port
+curl() { command curl --max-time 60 "$@"; }   # a hung server fails the test, not hangs it
 
 # ---- curl ----
 [ "$(curl -sS "$url/")" = "Hello, World!" ] || fail "curl GET /"
@@ -76,7 +77,7 @@ echo "curl: ok"
 python3 - "$port" "$dir/www/big.bin" <<'EOF' || fail "python http.client"
 import http.client, sys
 port, big = int(sys.argv[1]), open(sys.argv[2], 'rb').read()
-c = http.client.HTTPConnection('127.0.0.1', port, timeout=10)
+c = http.client.HTTPConnection('127.0.0.1', port, timeout=30)
 c.connect()
 first = c.sock
 

@@ -51,6 +51,12 @@ UT_TEST(simple_requests_give_their_fields)
     assert_true(r.keep_alive);
     assert_int_equal(parse("GET / HTTP/1.1\r\nHost: x\r\nConnection: foo, close\r\n\r\n", &r), 0);
     assert_false(r.keep_alive);
+    /* HTTP/1.0 framed by Transfer-Encoding closes after (RFC 9112 6.1); its Expect is ignored */
+    assert_int_equal(parse("POST / HTTP/1.0\r\nConnection: keep-alive\r\n"
+                           "Transfer-Encoding: chunked\r\nExpect: 100-continue\r\n\r\n", &r), 0);
+    assert_true(r.chunked);
+    assert_false(r.keep_alive);
+    assert_false(r.expect_continue);
 
     /* bare LF line ends, empty lines before the request line, an unknown method, OPTIONS * */
     assert_int_equal(parse("\r\nGET / HTTP/1.1\nHost: x\n\n", &r), 0);
@@ -192,6 +198,12 @@ UT_TEST(chunked_bodies_decode_wherever_they_are_cut)
         assert_int_equal(s.len, 31);
         assert_memory_equal(s.data, "helloabcdefghijklmnopqrstuvwxyz", 31);
     }
+    /* whitespace before an extension or the line end is allowed */
+    struct http_chunked w = { 0 };
+    static const char ws[] = "5 \t;a=b\r\nhello\r\n3 \r\nabc\r\n0\r\n\r\n";
+    assert_int_equal(http_chunked_feed(&w, ws, sizeof ws - 1, NULL, NULL), (long)sizeof ws - 1);
+    assert_true(http_chunked_done(&w));
+    assert_int_equal(w.body, 8);
     /* byte by byte */
     struct http_chunked c = { 0 };
     size_t used = 0;
@@ -215,6 +227,7 @@ UT_TEST(malformed_chunked_bodies_are_refused)
         "0\r\n\r\r",
         "0\r\n\n",
         "-5\r\n",
+        "5 5\r\nhello\r\n",            /* whitespace, then not ';': two sizes */
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         struct http_chunked c = { 0 };

@@ -189,9 +189,10 @@ ssize_t urt_splice(int fd_in, int64_t *off_in, int fd_out, int64_t *off_out, siz
     int res = no_sigpipe(urt__op_wait(&o));
     /* The kernel runs a splice on a worker thread, and a cancel interrupts it there with a
        signal whose restart codes (ERESTARTSYS to ERESTART_RESTARTBLOCK, 512 to 516) io_uring
-       passes on as they are, unlike for reads and writes: they mean EINTR. */
+       passes on as they are, unlike for reads and writes: they mean what a cancel means (ours,
+       the deadline, or urt_close's: -EBADF). */
     if (unlikely(res <= -512 && res >= -516))
-        res = urt__op_result(o.task, -EINTR);
+        res = urt__op_result(o.task, -ECANCELED);
     if (res > 0) {
         if (off_in)
             *off_in += res;

@@ -9,13 +9,19 @@
  *
  * A pipe goes back to the pool only empty. One that may still hold bytes - the send failed, or
  * the call was cancelled or timed out between the two splices - is closed instead: its bytes
- * belong to no one, and the next borrower must not send them. The pool keeps as many pipes as
+ * belong to no one, and the next borrower must not send them.
+ *
+ * The kernel runs every splice on one of io_uring's worker threads. Into a blocking socket
+ * whose peer does not read, the splice waits there, holding the worker; into a non-blocking one
+ * (O_NONBLOCK) it comes back with what fitted, or -EAGAIN, and the call waits for room with
+ * urt_poll instead, holding nothing but its task. The pool keeps as many pipes as
  * have been lent at once, up to POOL_MAX (each is two fds, and a pipe's buffer pages only while
  * full): a server sending a hundred files at a time makes a hundred pipes once, not one per
  * file. Past POOL_MAX a sender makes its own and closes it after. A service of its own, so that
  * the runtime's end closes the pool's pipes.
  */
 #include <fcntl.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -24,7 +30,7 @@
 #include "sched/service.h"
 #include "urt.h"
 
-#define POOL_MAX 1024
+#define POOL_MAX 256   /* each pipe counts 16 pages against the user's pipe-user-pages-soft */
 /* A pipe holds 16 pages by default: the most one splice into it moves. */
 #define PIPE_BYTES (64 * 1024)
 
@@ -134,6 +140,13 @@ ssize_t urt_sendfile(int out_fd, int in_fd, int64_t *offset, size_t count)
         while (in > 0) {
             ssize_t out = urt_splice(b.fds[0], NULL, out_fd, NULL, (size_t)in,
                                      SPLICE_F_MOVE | (more ? SPLICE_F_MORE : 0));
+            if (out == -EAGAIN) {
+                /* A non-blocking out_fd is full: wait for room here, not in a kernel worker. */
+                int ready = urt_poll(out_fd, POLLOUT);
+                if (ready >= 0)
+                    continue;
+                out = ready;
+            }
             if (out <= 0) {
                 err = out ? out : -EPIPE;   /* a pipe with bytes in it never reads as empty */
                 break;
