@@ -158,7 +158,9 @@ measure() {
 
 echo "nginx $(nginx -v 2>&1 | sed 's|.*/||') (workers $threads, port $nginx_port) and urt http_server (threads $threads, port $urt_port) on CPU $srv_cpus; wrk -t1 on CPU $cli_cpu"
 echo "$rounds rounds of ${duration}s per server, path and connection count"
-declare -A rps cpu
+# Per round, urt's ratios to nginx as well: the two ran back to back, so their ratio carries
+# less of this shared machine's drift than the ratio of two medians.
+declare -A rps cpu prr prc last_r last_c
 for round in $(seq "$rounds"); do
     for conns in $conns_list; do
         for path in / /static/hello.txt; do
@@ -173,9 +175,14 @@ for round in $(seq "$rounds"); do
                 k="$who $conns $path"
                 rps[$k]="${rps[$k]:-} $r"
                 cpu[$k]="${cpu[$k]:-} $c"
+                last_r[$who]=$r
+                last_c[$who]=$c
                 printf '  round %d  -c %-5s %-18s %-6s %8.0f req/s  %7.3f us CPU per request\n' \
                     "$round" "$conns" "$path" "$who" "$r" "$c"
             done
+            k="$conns $path"
+            prr[$k]="${prr[$k]:-} $(awk -v u="${last_r[urt]}" -v n="${last_r[nginx]}" 'BEGIN { printf "%.3f", u / n }')"
+            prc[$k]="${prc[$k]:-} $(awk -v u="${last_c[urt]}" -v n="${last_c[nginx]}" 'BEGIN { printf "%.3f", u / n }')"
         done
     done
 done
@@ -188,9 +195,10 @@ for conns in $conns_list; do
         nr=$(median "${rps[nginx $conns $path]}"); nc=$(median "${cpu[nginx $conns $path]}")
         read -r rr rc < <(awk -v ur="$ur" -v nr="$nr" -v uc="$uc" -v nc="$nc" \
             'BEGIN { printf "%.2f %.2f\n", ur / nr, uc / nc }')
-        printf '  -c %-5s %-18s urt %8s req/s %7s us/req   nginx %8s req/s %7s us/req   ratio req/s %s (>= 1 wanted), CPU %s (<= 0.8 wanted)\n' \
-            "$conns" "$path" "$ur" "$uc" "$nr" "$nc" "$rr" "$rc"
-        json="$json${json:+,}{\"conns\":$conns,\"path\":\"$path\",\"urt_rps\":$ur,\"urt_cpu_us\":$uc,\"nginx_rps\":$nr,\"nginx_cpu_us\":$nc,\"ratio_rps\":$rr,\"ratio_cpu\":$rc}"
+        pr=$(median "${prr[$conns $path]}"); pc=$(median "${prc[$conns $path]}")
+        printf '  -c %-5s %-18s urt %8s req/s %7s us/req   nginx %8s req/s %7s us/req   ratio req/s %s (>= 1 wanted), CPU %s (<= 0.8 wanted); median of the rounds'"'"' ratios: %s, %s\n' \
+            "$conns" "$path" "$ur" "$uc" "$nr" "$nc" "$rr" "$rc" "$pr" "$pc"
+        json="$json${json:+,}{\"conns\":$conns,\"path\":\"$path\",\"urt_rps\":$ur,\"urt_cpu_us\":$uc,\"nginx_rps\":$nr,\"nginx_cpu_us\":$nc,\"ratio_rps\":$rr,\"ratio_cpu\":$rc,\"round_ratio_rps\":$pr,\"round_ratio_cpu\":$pc}"
     done
 done
 printf '{"bench":"http_bench","threads":%s,"rounds":%s,"duration":%s,"results":[%s]}\n' \
