@@ -555,6 +555,30 @@ UT_TEST(bytes_after_a_large_head_closed_are_drained_safely)
     remove_root();
 }
 
+UT_TEST(two_runtimes_share_the_port)
+{
+    make_root();
+    struct server s;
+    start(&s, (const char *const[]){ "--threads", "2", NULL });
+    struct reader r[20];
+    for (int i = 0; i < 20; i++)
+        reader_init(&r[i], s.port);
+    for (int round = 0; round < 10; round++)
+        for (int i = 0; i < 20; i++) {
+            const char *req = (round + i) % 2 ? "GET / HTTP/1.1\r\nHost: t\r\n\r\n"
+                                              : "GET /static/hello.txt HTTP/1.1\r\nHost: t\r\n\r\n";
+            assert_int_equal(exchange(&r[i], req, &resp), 200);
+            assert_memory_equal(resp.body, hello, sizeof hello - 1);
+        }
+    for (int i = 0; i < 20; i++)
+        close(r[i].fd);
+    stop(&s);
+    assert_int_equal(counter(&s, "accepted"), 20);
+    assert_int_equal(counter(&s, "requests"), 200);
+    assert_int_equal(counter(&s, "errors"), 0);
+    remove_root();
+}
+
 UT_TEST(idle_keep_alive_connections_close)
 {
     make_root();
@@ -732,6 +756,7 @@ int main(void)
         cmocka_unit_test(a_slow_body_is_dropped),
         cmocka_unit_test(a_slow_reader_gets_the_whole_file),
         cmocka_unit_test(bytes_after_a_large_head_closed_are_drained_safely),
+        cmocka_unit_test(two_runtimes_share_the_port),
         cmocka_unit_test(idle_keep_alive_connections_close),
         cmocka_unit_test(max_conns_refuses_the_excess),
         cmocka_unit_test(sigterm_lets_the_request_in_flight_finish),
