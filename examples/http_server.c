@@ -321,6 +321,16 @@ static ssize_t receive(struct conn *c)
 
 /* ---- bodies ---- */
 
+/* The buffer's bytes all taken by the body: receives the next ones into the empty buffer (after
+   sending the responses before, which a client may be waiting for). -ECONNRESET at EOF: the
+   body was cut short. */
+static ssize_t refill(struct conn *c)
+{
+    c->pos = c->len = 0;
+    ssize_t n = receive(c);
+    return n == 0 ? -ECONNRESET : n;
+}
+
 /*
  * Reads and counts a request's body (it is not kept). 0, or <0 to close: -413, -400, errors.
  * The whole body must arrive within --header-timeout of the head's end: a deadline per
@@ -352,11 +362,9 @@ static ssize_t read_body(struct conn *c, const struct http_request *r, uint64_t 
             left -= k;
             if (left == 0)
                 break;
-            c->pos = c->len = 0;
-            /* (Sends the responses before it first: a client may wait for them.) */
-            ssize_t n = receive(c);
+            ssize_t n = refill(c);
             if (n <= 0)
-                return n ? n : -ECONNRESET;
+                return n;
         }
         *count = (uint64_t)r->content_length;
         c->head_started = false;
@@ -372,10 +380,9 @@ static ssize_t read_body(struct conn *c, const struct http_request *r, uint64_t 
             return -413;
         if (http_chunked_done(&dec))
             break;
-        c->pos = c->len = 0;
-        ssize_t n = receive(c);
+        ssize_t n = refill(c);
         if (n <= 0)
-            return n ? n : -ECONNRESET;
+            return n;
     }
     *count = dec.body;
     c->head_started = false;

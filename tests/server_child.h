@@ -144,17 +144,24 @@ static inline void assert_alive(const struct server *s)
     assert_int_equal(waitpid(s->pid, &status, WNOHANG), 0);
 }
 
-/* utime + stime of the server, in clock ticks. */
-static inline long long cpu_ticks(pid_t pid)
+/* Reads /proc/PID/FILE (its start, size - 1 bytes at most) into buf as a string. */
+static inline void read_proc(pid_t pid, const char *file, char *buf, size_t size)
 {
-    char path[64], buf[1024];
-    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/%s", (int)pid, file);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     assert_true(fd >= 0);
-    ssize_t n = read(fd, buf, sizeof buf - 1);
+    ssize_t n = read(fd, buf, size - 1);
     close(fd);
     assert_true(n > 0);
     buf[n] = '\0';
+}
+
+/* utime + stime of the server, in clock ticks. */
+static inline long long cpu_ticks(pid_t pid)
+{
+    char buf[1024];
+    read_proc(pid, "stat", buf, sizeof buf);
     const char *p = strrchr(buf, ')');   /* the command name may hold spaces */
     assert_non_null(p);
     unsigned long long ut = 0, st = 0;

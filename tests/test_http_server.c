@@ -651,14 +651,8 @@ UT_TEST(sigterm_lets_the_request_in_flight_finish)
 /* Resident memory of pid in KiB. */
 static long rss_kib(pid_t pid)
 {
-    char path[64], buf[4096];
-    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    assert_true(fd >= 0);
-    ssize_t n = read(fd, buf, sizeof buf - 1);
-    close(fd);
-    assert_true(n > 0);
-    buf[n] = '\0';
+    char buf[4096];
+    read_proc(pid, "status", buf, sizeof buf);
     const char *p = strstr(buf, "VmRSS:");
     assert_non_null(p);
     return strtol(p + 6, NULL, 10);
