@@ -22,6 +22,7 @@
 
 #define FETCH_LIMIT_MS 10000   /* one fetch run */
 #include "fetch_child.h"
+#include "thread_server.h"
 
 static void sleep_ms(unsigned ms)
 {
@@ -36,16 +37,7 @@ static void sleep_ms(unsigned ms)
 #define CLOSE_SIZE    3000
 #define CHUNKED_SIZE  (1 + 0x100 + 0x1000 + 0x1B58)   /* the chunks /chunked sends */
 
-static struct {
-    int             listen_fd;
-    int             port;
-    pthread_t       acceptor;
-    pthread_mutex_t lock;
-    pthread_cond_t  idle;
-    int             handlers;      /* connection threads running */
-    int             requests;      /* requests read */
-    int             bad_requests;  /* without "GET /... HTTP/1.1" or Host */
-} srv = { .lock = PTHREAD_MUTEX_INITIALIZER, .idle = PTHREAD_COND_INITIALIZER };
+static struct thread_server srv;   /* its bad counts requests without "GET /... HTTP/1.1" or Host */
 
 static int send_all(int fd, const void *p, size_t len)
 {
@@ -67,29 +59,24 @@ static int send_str(int fd, const char *s)
     return send_all(fd, s, strlen(s));
 }
 
+static int send_put(void *fd, const void *p, size_t len)
+{
+    return send_all(*(int *)fd, p, len);
+}
+
 /* n bytes of 'x' */
 static int send_fill(int fd, size_t n)
 {
-    char buf[8192];
-    memset(buf, 'x', sizeof buf);
-    while (n > 0) {
-        size_t k = n < sizeof buf ? n : sizeof buf;
-        if (send_all(fd, buf, k) < 0)
-            return -1;
-        n -= k;
-    }
-    return 0;
+    return thread_server_fill(send_put, &fd, n);
 }
 
-/* Serves one request on fd, then closes it. */
-static void *handler(void *arg)
+/* Serves one request on fd (the harness closes it after). */
+static void serve(void *ctx, int fd, int index)
 {
-    int fd = (int)(intptr_t)arg;
+    struct thread_server *s = ctx;
+    (void)index;
     char req[4096];
     size_t len = 0;
-    struct timeval tv = { 5, 0 };   /* nothing here can hang the test for long */
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
 
     /* the request head */
     while (len < sizeof req - 1) {
@@ -105,16 +92,12 @@ static void *handler(void *arg)
 
     char path[256] = "";
     char host[64];
-    snprintf(host, sizeof host, "\r\nHost: 127.0.0.1:%d\r\n", srv.port);
+    snprintf(host, sizeof host, "\r\nHost: 127.0.0.1:%d\r\n", s->port);
     int ok = sscanf(req, "GET %255s HTTP/1.1\r\n", path) == 1 && strstr(req, "\r\n\r\n") &&
              (strstr(req, host) || strstr(req, "\r\nHost: localhost:"));
-    pthread_mutex_lock(&srv.lock);
-    srv.requests++;
-    if (!ok) {
-        srv.bad_requests++;
+    thread_server_count(s, ok);
+    if (!ok)
         fprintf(stderr, "bad request: '%s'\n", req);
-    }
-    pthread_mutex_unlock(&srv.lock);
 
     if (strcmp(path, "/small") == 0) {
         send_str(fd, "HTTP/1.1 200 OK\r\nContent-Length: 13\r\nConnection: close\r\n\r\n"
@@ -159,71 +142,16 @@ static void *handler(void *arg)
     } else {
         send_str(fd, "HTTP/1.1 404 Not Found\r\nContent-Length: 9\r\n\r\nnot found");
     }
-    close(fd);
-
-    pthread_mutex_lock(&srv.lock);
-    if (--srv.handlers == 0)
-        pthread_cond_broadcast(&srv.idle);
-    pthread_mutex_unlock(&srv.lock);
-    return NULL;
-}
-
-static void *acceptor(void *arg)
-{
-    (void)arg;
-    for (;;) {
-        int fd = accept4(srv.listen_fd, NULL, NULL, SOCK_CLOEXEC);
-        if (fd < 0) {
-            if (errno == EINTR || errno == ECONNABORTED)
-                continue;
-            return NULL;   /* shut down by server_stop */
-        }
-        pthread_mutex_lock(&srv.lock);
-        srv.handlers++;
-        pthread_mutex_unlock(&srv.lock);
-        pthread_t t;
-        if (pthread_create(&t, NULL, handler, (void *)(intptr_t)fd) != 0) {
-            close(fd);
-            pthread_mutex_lock(&srv.lock);
-            srv.handlers--;
-            pthread_mutex_unlock(&srv.lock);
-            continue;
-        }
-        pthread_detach(t);
-    }
 }
 
 static void server_start(void)
 {
-    srv.listen_fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    assert_true(srv.listen_fd >= 0);
-    int one = 1;
-    setsockopt(srv.listen_fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-    assert_int_equal(bind(srv.listen_fd, (struct sockaddr *)&a, sizeof a), 0);
-    assert_int_equal(listen(srv.listen_fd, 64), 0);
-    socklen_t len = sizeof a;
-    assert_int_equal(getsockname(srv.listen_fd, (struct sockaddr *)&a, &len), 0);
-    srv.port = ntohs(a.sin_port);
-    assert_int_equal(pthread_create(&srv.acceptor, NULL, acceptor, NULL), 0);
+    thread_server_start(&srv, 64, serve, &srv);
 }
 
-/* Stops accepting and waits (up to 3 s) for the connection threads to end: each ends when its
-   peer closes, so an idle server means fetch closed every connection. */
 static void server_stop(void)
 {
-    shutdown(srv.listen_fd, SHUT_RDWR);   /* wakes accept() */
-    pthread_join(srv.acceptor, NULL);
-    close(srv.listen_fd);
-    struct timespec until;
-    clock_gettime(CLOCK_REALTIME, &until);
-    until.tv_sec += 3;
-    pthread_mutex_lock(&srv.lock);
-    while (srv.handlers > 0 && pthread_cond_timedwait(&srv.idle, &srv.lock, &until) == 0)
-        ;
-    int left = srv.handlers;
-    pthread_mutex_unlock(&srv.lock);
-    assert_int_equal(left, 0);
+    thread_server_stop(&srv, 3);   /* every connection was closed by fetch */
 }
 
 /* A port on which nothing listens: bound, then closed. */
@@ -304,7 +232,7 @@ UT_TEST_T(mixed_run_reports_every_url, 20)
 
     server_stop();   /* every connection was closed by fetch, the /slow one included */
     pthread_mutex_lock(&srv.lock);
-    assert_int_equal(srv.bad_requests, 0);
+    assert_int_equal(srv.bad, 0);
     assert_int_equal(srv.requests, 7);   /* the 7 URLs that reached the server */
     pthread_mutex_unlock(&srv.lock);
 }
@@ -340,7 +268,7 @@ UT_TEST_T(all_good_exits_zero, 20)
         assert_int_equal(n, N / 5);
     }
     server_stop();
-    assert_int_equal(srv.bad_requests, 0);
+    assert_int_equal(srv.bad, 0);
     assert_int_equal(srv.requests, N);
 }
 

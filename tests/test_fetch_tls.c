@@ -28,6 +28,7 @@
 
 #define FETCH_LIMIT_MS 20000    /* one fetch run; under Valgrind our server's handshakes are slow */
 #include "fetch_child.h"
+#include "thread_server.h"
 
 #define FILE_SIZE    100000     /* the file s_server serves */
 #define CUT_SIZE     1000       /* body bytes sent before a cut */
@@ -133,19 +134,11 @@ enum mode {
 };
 
 static struct {
-    int             listen_fd;
-    int             port;
-    int             tls;
-    enum mode       mode;
-    SSL_CTX        *ctx;
-    pthread_t       acceptor;
-    pthread_mutex_t lock;
-    pthread_cond_t  idle;
-    int             handlers;   /* connection threads running */
-    int             accepted;   /* connections accepted */
-    int             requests;   /* requests read */
-    int             bad;        /* malformed requests, or ones that asked to close */
-} srv = { .lock = PTHREAD_MUTEX_INITIALIZER, .idle = PTHREAD_COND_INITIALIZER };
+    struct thread_server ts;     /* its bad: malformed requests, or ones that asked to close */
+    int                  tls;
+    enum mode            mode;
+    SSL_CTX             *ctx;
+} srv;
 
 struct peer {
     int  fd;
@@ -168,17 +161,15 @@ static int peer_write(struct peer *p, const void *buf, size_t len)
     return SSL_write(p->ssl, buf, (int)len) == (int)len ? 0 : -1;   /* blocking: all or error */
 }
 
+static int peer_put(void *p, const void *buf, size_t len)
+{
+    return peer_write(p, buf, len);
+}
+
+/* n bytes of 'x' */
 static int peer_fill(struct peer *p, size_t n)
 {
-    char buf[8192];
-    memset(buf, 'x', sizeof buf);
-    while (n > 0) {
-        size_t k = n < sizeof buf ? n : sizeof buf;
-        if (peer_write(p, buf, k) < 0)
-            return -1;
-        n -= k;
-    }
-    return 0;
+    return thread_server_fill(peer_put, p, n);
 }
 
 /* Sends a raw TLS record header announcing 0x4000 bytes and only part of them. */
@@ -227,13 +218,13 @@ static int answer(struct peer *p, const char *path)
     return peer_write(p, "\r\n0\r\n\r\n", 7);
 }
 
-static void *handler(void *arg)
+/* Serves a connection of our server in srv.mode (the harness closes fd after). */
+static void serve(void *ctx, int fd, int index)
 {
-    struct peer p = *(struct peer *)arg;
-    free(arg);
-    struct timeval tv = { 5, 0 };   /* nothing here can hang the test for long */
-    setsockopt(p.fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    setsockopt(p.fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    (void)ctx;
+    struct peer p = { .fd = fd, .index = index };
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 
     if (srv.mode == SILENT) {
         char c;
@@ -270,10 +261,7 @@ static void *handler(void *arg)
         char path[256] = "";
         int ok = sscanf(req, "GET %255s HTTP/1.1\r\n", path) == 1 && path[0] == '/' &&
                  strstr(req, "\r\nHost: ") && !strcasestr(req, "\r\nConnection: close");
-        pthread_mutex_lock(&srv.lock);
-        srv.requests++;
-        srv.bad += !ok;
-        pthread_mutex_unlock(&srv.lock);
+        thread_server_count(&srv.ts, ok);
         size_t used = (size_t)(end + 4 - req);
         memmove(req, req + used, len - used + 1);
         len -= used;
@@ -313,86 +301,27 @@ static void *handler(void *arg)
 
 done:
     SSL_free(p.ssl);   /* no SSL_shutdown: where one is wanted, the mode sent it */
-    close(p.fd);
-    pthread_mutex_lock(&srv.lock);
-    if (--srv.handlers == 0)
-        pthread_cond_broadcast(&srv.idle);
-    pthread_mutex_unlock(&srv.lock);
-    return NULL;
 }
 
-static void *acceptor(void *arg)
-{
-    (void)arg;
-    for (;;) {
-        int fd = accept4(srv.listen_fd, NULL, NULL, SOCK_CLOEXEC);
-        if (fd < 0) {
-            if (errno == EINTR || errno == ECONNABORTED)
-                continue;
-            return NULL;   /* shut down by server_stop */
-        }
-        int one = 1;
-        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-        struct peer *p = calloc(1, sizeof *p);
-        pthread_mutex_lock(&srv.lock);
-        srv.handlers++;
-        int index = srv.accepted++;
-        pthread_mutex_unlock(&srv.lock);
-        pthread_t t;
-        if (p) {
-            p->fd = fd;
-            p->index = index;
-        }
-        if (!p || pthread_create(&t, NULL, handler, p) != 0) {
-            free(p);
-            close(fd);
-            pthread_mutex_lock(&srv.lock);
-            srv.handlers--;
-            pthread_mutex_unlock(&srv.lock);
-            continue;
-        }
-        pthread_detach(t);
-    }
-}
-
-/* Starts our server on 127.0.0.1 (port in srv.port). SILENT: listens and never accepts, so the
-   kernel completes the TCP handshake and nobody ever reads. */
+/* Starts our server on 127.0.0.1 (port in srv.ts.port). SILENT: listens and never accepts, so
+   the kernel completes the TCP handshake and nobody ever reads. */
 static void server_start(int tls, enum mode mode)
 {
     srv.tls = tls;
     srv.mode = mode;
-    srv.accepted = srv.requests = srv.bad = srv.handlers = 0;
     if (tls) {
         srv.ctx = SSL_CTX_new(TLS_server_method());
         assert_non_null(srv.ctx);
         assert_int_equal(SSL_CTX_use_certificate_chain_file(srv.ctx, cert_path), 1);
         assert_int_equal(SSL_CTX_use_PrivateKey_file(srv.ctx, key_path, SSL_FILETYPE_PEM), 1);
     }
-    struct sockaddr_in a;
-    srv.listen_fd = ut_tcp_listener(128, &a);
-    assert_true(srv.listen_fd >= 0);
-    srv.port = ntohs(a.sin_port);
-    if (mode != SILENT)
-        assert_int_equal(pthread_create(&srv.acceptor, NULL, acceptor, NULL), 0);
+    thread_server_start(&srv.ts, 128, mode == SILENT ? NULL : serve, NULL);
 }
 
-/* Stops accepting and waits (up to 5 s) for the connection threads to end: each ends when its
-   peer closes, so an idle server means fetch closed every connection. */
+/* Stops our server: every connection must end within 5 s (fetch closed them all). */
 static void server_stop(void)
 {
-    shutdown(srv.listen_fd, SHUT_RDWR);   /* wakes accept() */
-    if (srv.mode != SILENT)
-        pthread_join(srv.acceptor, NULL);
-    close(srv.listen_fd);
-    struct timespec until;
-    clock_gettime(CLOCK_REALTIME, &until);
-    until.tv_sec += 5;
-    pthread_mutex_lock(&srv.lock);
-    while (srv.handlers > 0 && pthread_cond_timedwait(&srv.idle, &srv.lock, &until) == 0)
-        ;
-    int left = srv.handlers;
-    pthread_mutex_unlock(&srv.lock);
-    assert_int_equal(left, 0);
+    thread_server_stop(&srv.ts, 5);
     SSL_CTX_free(srv.ctx);
     srv.ctx = NULL;
 }
@@ -488,7 +417,7 @@ UT_TEST_T(handshake_timeout, 30)
 {
     server_start(1, SILENT);
     char url[96];
-    snprintf(url, sizeof url, "https://127.0.0.1:%d/", srv.port);
+    snprintf(url, sizeof url, "https://127.0.0.1:%d/", srv.ts.port);
     struct run r;
     run_fetch(&r, (const char *[]){ "--timeout", "300", "--cacert", cert_path, url, NULL }, NULL);
     server_stop();
@@ -506,7 +435,7 @@ static const char *fetch_failing(enum mode mode)
 {
     server_start(1, mode);
     char url[96];
-    snprintf(url, sizeof url, "https://127.0.0.1:%d/x", srv.port);
+    snprintf(url, sizeof url, "https://127.0.0.1:%d/x", srv.ts.port);
     struct run r;
     run_fetch(&r, (const char *[]){ "--cacert", cert_path, url, NULL }, NULL);
     server_stop();
@@ -549,7 +478,7 @@ static void server_urls(char **list, int n, int first, int step)
     assert_true(n <= MAX_URLS);
     for (int i = 0; i < n; i++) {
         snprintf(urls[i], sizeof urls[i], "%s://127.0.0.1:%d/%d", srv.tls ? "https" : "http",
-                 srv.port, (first + i * step) % 70000);
+                 srv.ts.port, (first + i * step) % 70000);
         list[i] = urls[i];
     }
     list[n] = NULL;
@@ -583,11 +512,11 @@ UT_TEST_T(keep_alive_bounds_connections, 90)
         server_stop();   /* fetch closed every connection when it ended */
         assert_exit(&r, 0);
         assert_whole_bodies(&r, list);
-        UT_NOTE("  %s: %d requests on %d connections\n", tls ? "https" : "http", srv.requests,
-                srv.accepted);
-        assert_int_equal(srv.requests, N);
-        assert_int_equal(srv.bad, 0);
-        assert_true(srv.accepted >= 1 && srv.accepted <= PER_HOST);
+        UT_NOTE("  %s: %d requests on %d connections\n", tls ? "https" : "http", srv.ts.requests,
+                srv.ts.accepted);
+        assert_int_equal(srv.ts.requests, N);
+        assert_int_equal(srv.ts.bad, 0);
+        assert_true(srv.ts.accepted >= 1 && srv.ts.accepted <= PER_HOST);
     }
 }
 
@@ -605,8 +534,8 @@ UT_TEST_T(closed_idle_connection_is_retried, 90)
     server_stop();
     assert_exit(&r, 0);
     assert_whole_bodies(&r, list);
-    assert_int_equal(srv.requests, N);   /* every request answered once */
-    assert_true(srv.accepted >= N);      /* and each on a connection of its own */
+    assert_int_equal(srv.ts.requests, N);   /* every request answered once */
+    assert_true(srv.ts.accepted >= N);      /* and each on a connection of its own */
 }
 
 /* ---- setup ----------------------------------------------------------------------------------- */
