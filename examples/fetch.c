@@ -34,9 +34,11 @@
  *  - Connections reused per host. URLs of the same scheme://host:port share kept-alive
  *    connections, at most --per-host of them (a urt_sem per host: a task waits for a free
  *    connection as it would for any other resource, deadline included), so a hundred URLs on one
- *    server cost a few TCP and TLS handshakes, not a hundred. A server may close an idle
- *    connection at any time: a request that meets a reused connection already closed (no byte of
- *    response) goes once more, on a new one.
+ *    server cost a few TCP and TLS handshakes, not a hundred. A kept connection is checked,
+ *    without waiting, before it is reused: one the server has closed, or on which bytes came
+ *    that nobody asked for, is closed instead. A server may still close an idle connection at
+ *    any time: a request that meets a reused connection already closed (no byte of response)
+ *    goes once more, on a new one.
  *
  * https:// goes through OpenSSL, with the TLS records riding urt's own urt_recv and urt_send:
  * OpenSSL reads from and writes to two memory BIOs, and this file moves the bytes between them
@@ -426,6 +428,7 @@ static int parse_head(char *buf, struct response *r, const char **why)
     /* HTTP/1.1 keeps the connection unless told "close"; HTTP/1.0 closes it unless told
        "keep-alive" (below). */
     r->keep_alive = major == 1 && minor >= 1;
+    int te = 0;   /* a Transfer-Encoding came */
 
     while ((line = strtok_r(NULL, "\n", &save))) {
         size_t n = strlen(line);
@@ -455,6 +458,7 @@ static int parse_head(char *buf, struct response *r, const char **why)
             while (vl && (value[vl - 1] == ' ' || value[vl - 1] == '\t'))
                 vl--;
             r->chunked = vl >= 7 && strncasecmp(value + vl - 7, "chunked", 7) == 0;
+            te = 1;
         } else if (strcasecmp(line, "Connection") == 0) {
             char *tok_save = NULL;
             for (char *tok = strtok_r(value, ", \t", &tok_save); tok;
@@ -465,6 +469,16 @@ static int parse_head(char *buf, struct response *r, const char **why)
                     r->keep_alive = 1;
             }
         }
+    }
+    /* Transfer-Encoding overrides Content-Length (RFC 9112 6.3): the body is chunked, or, when
+       chunked is not the last coding, runs until the server closes. A response with both may be
+       one that something between us and the server framed otherwise (response splitting), and
+       an HTTP/1.0 one with Transfer-Encoding is framed wrong: neither connection is used again
+       (6.1). */
+    if (te) {
+        if (r->content_length >= 0 || (major == 1 && minor == 0))
+            r->keep_alive = 0;
+        r->content_length = -1;
     }
     return 0;
 }
@@ -530,7 +544,8 @@ struct conn {
     unsigned      rec_have;
     size_t        rec_left;     /* bytes of the current record's body still to come */
     int           no_notify;    /* the stream ended without the server's close_notify */
-    int           broken;       /* a fatal TLS error: we send no close_notify either */
+    int           broken;       /* a fatal TLS error, or our records lost: no close_notify */
+    int           refused;      /* we refused the server's renegotiation: it will end this */
 };
 
 /* Sends all of len bytes on c's socket. 0 or a negative errno. */
@@ -564,6 +579,16 @@ static int sock_send(struct conn *c, const char *p, size_t len)
  * another task could run and queue errors of its own) in between.
  */
 
+/* Notes on c that we refused a TLS 1.2 server's renegotiation (the no_renegotiation alert): the
+   server will most likely end the connection for it, so it is not kept for another request. */
+static void tls_info(const SSL *ssl, int where, int ret)
+{
+    struct conn *c = SSL_get_app_data(ssl);
+    if ((where & SSL_CB_WRITE_ALERT) == SSL_CB_WRITE_ALERT &&
+        (ret & 0xff) == SSL_AD_NO_RENEGOTIATION && c)
+        c->refused = 1;
+}
+
 /* The settings every https:// connection shares. 0, or -1 after saying why on stderr. */
 static int tls_init(const char *prog)
 {
@@ -573,6 +598,11 @@ static int tls_init(const char *prog)
         return -1;
     }
     SSL_CTX_set_min_proto_version(S.tls, TLS1_2_VERSION);
+    /* A TLS 1.2 server's HelloRequest is answered with a no_renegotiation alert. A renegotiation
+       would run inside whichever call meets it: a connection left half-way through one (our
+       ClientHello sent, the server's answer not yet read) fails the next request's SSL_write. */
+    SSL_CTX_set_options(S.tls, SSL_OP_NO_RENEGOTIATION);
+    SSL_CTX_set_info_callback(S.tls, tls_info);
     if (S.insecure) {
         SSL_CTX_set_verify(S.tls, SSL_VERIFY_NONE, NULL);
         return 0;
@@ -711,6 +741,7 @@ static int tls_start(struct conn *c, const char *host, struct why *w)
     SSL_set_bio(c->ssl, in, out);   /* the SSL owns them from here on */
     c->in = in;
     c->out = out;
+    SSL_set_app_data(c->ssl, c);    /* for tls_info */
     SSL_set_connect_state(c->ssl);
 
     /* SNI names the site to a server that has several; an address is not sent (RFC 6066). */
@@ -718,9 +749,10 @@ static int tls_start(struct conn *c, const char *host, struct why *w)
     int is_addr = inet_pton(AF_INET, host, addr) == 1 || inet_pton(AF_INET6, host, addr) == 1;
     if (!is_addr && !SSL_set_tlsext_host_name(c->ssl, host))
         return tls_fail(c, 0, "bad host name for TLS", w);
-    /* Without this, any valid certificate would do, for any site. SSL_set1_host takes a name
-       or an address, checked against the certificate's DNS or IP subjectAltName. */
-    if (!S.insecure && !SSL_set1_host(c->ssl, host))
+    /* Without this, any valid certificate would do, for any site: a name is checked against the
+       certificate's DNS subjectAltName, an address against its IP ones. */
+    if (!S.insecure && !(is_addr ? X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(c->ssl), host)
+                                 : SSL_set1_host(c->ssl, host)))
         return tls_fail(c, 0, "bad host name for TLS", w);
     return tls_handshake(c, w);
 }
@@ -731,8 +763,15 @@ static ssize_t tls_recv(struct conn *c, void *buf, size_t len, struct why *w)
     for (;;) {
         ERR_clear_error();
         int n = SSL_read(c->ssl, buf, len > INT_MAX ? INT_MAX : (int)len);
-        if (n > 0)
+        if (n > 0) {
+            /* Reading may have made OpenSSL write (the alert refusing a renegotiation; OpenSSL
+               3.0 keeps a KeyUpdate's answer for the next SSL_write, as RFC 8446 allows): it
+               goes now, not with the next request, since the connection may wait long in the
+               pool, and the server for it. Lost, it would leave our side out of step. */
+            if (BIO_ctrl_pending(c->out) > 0 && tls_flush(c) < 0)
+                c->broken = 1;
             return n;
+        }
         int e = SSL_get_error(c->ssl, n);
         if (e == SSL_ERROR_ZERO_RETURN) {   /* close_notify: the server ended cleanly */
             c->eof = 1;
@@ -760,15 +799,82 @@ static ssize_t tls_recv(struct conn *c, void *buf, size_t len, struct why *w)
 /* SSL_write of all len bytes, then the records go out. 0 or a negative errno. */
 static int tls_send(struct conn *c, const char *p, size_t len, struct why *w)
 {
+    for (;;) {
+        ERR_clear_error();
+        /* A memory BIO takes everything: one call writes it all, without SSL_ERROR_WANT_WRITE. */
+        int n = SSL_write(c->ssl, p, (int)len);
+        int e = n > 0 ? SSL_ERROR_NONE : SSL_get_error(c->ssl, n);
+        int failed = e != SSL_ERROR_NONE && e != SSL_ERROR_WANT_READ
+                         ? tls_fail(c, e, "TLS error", w)
+                         : 0;
+        int err = tls_flush(c);
+        if (failed || err || n > 0)
+            return failed ? failed : err;
+        /* SSL_ERROR_WANT_READ: a handshake is under way and needs the server's next records;
+           SSL_write is called again with the same arguments once they are in. */
+        err = tls_fill(c);
+        if (err == 1)
+            return fail(w, "connection closed in a TLS handshake");
+        if (err < 0)
+            return err;
+    }
+}
+
+/* Whether the idle TLS connection c can carry another request; see conn_reusable. What came
+   while it was idle goes through SSL_read: a TLS 1.3 session ticket or KeyUpdate is taken in
+   there (a KeyUpdate's answer goes with the next request), application data is a response
+   nobody asked for, close_notify or an alert the server's goodbye, part of a record the start of
+   something unknown. 1 or 0. */
+static int tls_reusable(struct conn *c)
+{
+    ssize_t n;
+    size_t took = 0;
+    while ((n = urt_recv(c->fd, c->net, NET_SIZE, MSG_DONTWAIT)) > 0) {
+        tls_track(c, (const unsigned char *)c->net, (size_t)n);
+        if (BIO_write(c->in, c->net, (int)n) != (int)n || (took += (size_t)n) > BUF_SIZE)
+            return 0;   /* no memory, or more than an idle server has reason to send */
+    }
+    if (n != -EAGAIN) {
+        c->eof = n == 0 || n == -ECONNRESET;
+        return 0;
+    }
+    char b;
     ERR_clear_error();
-    /* A memory BIO takes everything: one call writes it all, without SSL_ERROR_WANT_WRITE. */
-    int n = SSL_write(c->ssl, p, (int)len);
-    if (n <= 0)
-        return tls_fail(c, SSL_get_error(c->ssl, n), "TLS error", w);
-    return tls_flush(c);
+    int r = SSL_read(c->ssl, &b, 1);
+    int e = r > 0 ? SSL_ERROR_NONE : SSL_get_error(c->ssl, r);
+    ERR_clear_error();
+    if (e == SSL_ERROR_ZERO_RETURN)
+        c->eof = 1;
+    else if (e != SSL_ERROR_NONE && e != SSL_ERROR_WANT_READ)
+        c->broken = 1;
+    return e == SSL_ERROR_WANT_READ && !c->refused && !tls_mid_record(c) && tls_flush(c) == 0;
 }
 
 /* ---- plain or TLS ---------------------------------------------------------------------------- */
+
+/* Whether c, taken from the pool, can carry another request: nothing came on it while it was
+   idle. Bytes that did are a response nobody asked for (a server out of step with us), which the
+   next request would take for its own; an end of stream is the server closing it, which would
+   cost the request a retry. Does not wait. 1, or 0: close c and take another. */
+static int conn_reusable(struct conn *c)
+{
+    if (c->ssl)
+        return tls_reusable(c);
+    char b;
+    ssize_t n = urt_recv(c->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+    c->eof = n == 0 || n == -ECONNRESET;
+    return n == -EAGAIN;
+}
+
+/* Whether c, whose response ended by its own framing, may go back to the pool: over TLS, only
+   with nothing of it left unread or unsent, and no handshake under way. The rest of a response
+   left in the receive buffer is read_response's to see. */
+static int conn_poolable(struct conn *c)
+{
+    return !c->eof && !c->broken &&
+           (!c->ssl || (!c->refused && !SSL_in_init(c->ssl) && !SSL_has_pending(c->ssl) &&
+                        BIO_ctrl_pending(c->out) == 0));
+}
 
 /* Receives up to len bytes of the response. The count, 0 at the end of the stream, or a negative
    errno. */
@@ -1075,9 +1181,14 @@ static int fetch_task(void *arg)
        restart), and we learn it only when the request gets nothing back: then it goes once more,
        on a new connection (not another idle one: those are as old). GET is safe to repeat. */
     for (int attempt = 0;; attempt++) {
-        if (attempt == 0 && (c = h->idle))
+        c = NULL;
+        while (attempt == 0 && (c = h->idle)) {
             h->idle = c->next;
-        else if ((err = conn_open(&u, &c, &w)) < 0)
+            if (conn_reusable(c))
+                break;
+            conn_close(c);
+        }
+        if (!c && (err = conn_open(&u, &c, &w)) < 0)
             break;
         size_t got = 0;
         err = conn_send(c, req, reqlen, &w);
@@ -1092,7 +1203,8 @@ static int fetch_task(void *arg)
         break;
     }
     /* Reusable only when the body ended by its own framing, not by the server's close. */
-    keep = !err && r.keep_alive && !c->eof && (r.no_body || r.chunked || r.content_length >= 0);
+    keep = !err && r.keep_alive && (r.no_body || r.chunked || r.content_length >= 0) &&
+           conn_poolable(c);
 
 out:
     if (c && keep) {

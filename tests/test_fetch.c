@@ -6,6 +6,9 @@
  * (--timeout 1000) and malformed URLs; the test checks every line, the exit code and the total
  * time. This server answers one request per connection and closes it, even where its response
  * left the connection open: fetch, which keeps connections alive, must then retry on a new one.
+ * A second server (serve_keep) keeps its connections open, for what fetch must not reuse: one
+ * with a response nobody asked for waiting in it, one whose response had Transfer-Encoding and
+ * Content-Length both.
  * https:// itself is tested in test_fetch_tls.c.
  *
  * Each test runs in a forked child (urt_test.h) with a time limit; fetch is that child's child
@@ -144,6 +147,85 @@ static void serve(void *ctx, int fd, int index)
     }
 }
 
+/* ---- a server that keeps connections alive -------------------------------------------------- */
+
+static struct thread_server keep_srv;   /* serve_keep's */
+static int after_te;   /* requests on a connection after its /te-chunked answer (keep_srv.lock) */
+
+/* /stale's answer: a whole response, then at once a second one that nobody asked for. The first
+   is 65535 bytes, headers padded out, which is what fetch's first recv asks for: however the
+   bytes arrive, fetch has read exactly the first response when its header block is whole, and
+   the second is in its socket already (sent with the tail of the first, in one send), unread,
+   before fetch could make another request on the connection. */
+static int send_stale(int fd)
+{
+    static const char head[] = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-Pad: ";
+    static const char tail[] = "\r\n\r\nhello"
+                               "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nevil";
+    enum { FIRST = 65535, TAIL = sizeof "\r\n\r\nhello" - 1 };
+    char *first = malloc(FIRST - TAIL);
+    if (!first)
+        return -1;
+    memcpy(first, head, sizeof head - 1);
+    memset(first + sizeof head - 1, 'p', FIRST - TAIL - (sizeof head - 1));
+    int err = send_all(fd, first, FIRST - TAIL);
+    free(first);
+    return err < 0 ? -1 : send_str(fd, tail);
+}
+
+/* Serves requests on fd one after the other until the client closes it (the harness closes fd
+   after): /stale (send_stale), /te-chunked (chunked with a Content-Length that lies, the
+   connection left open), /te-gzip (a Transfer-Encoding that is not chunked and a Content-Length
+   that lies: the body ends when the server closes), else a 9-byte body. */
+static void serve_keep(void *ctx, int fd, int index)
+{
+    struct thread_server *s = ctx;
+    (void)index;
+    char req[4096];
+    size_t len = 0;
+    int te = 0;   /* /te-chunked was answered on fd */
+    for (;;) {
+        char *end;
+        req[len] = '\0';
+        while (!(end = strstr(req, "\r\n\r\n"))) {
+            if (len == sizeof req - 1)
+                return;
+            ssize_t n = recv(fd, req + len, sizeof req - 1 - len, 0);
+            if (n <= 0)
+                return;   /* the client closed */
+            len += (size_t)n;
+            req[len] = '\0';
+        }
+        char path[256] = "";
+        thread_server_count(s, sscanf(req, "GET %255s HTTP/1.1\r\n", path) == 1);
+        size_t used = (size_t)(end + 4 - req);
+        memmove(req, req + used, len - used + 1);
+        len -= used;
+        if (te) {
+            pthread_mutex_lock(&s->lock);
+            after_te++;
+            pthread_mutex_unlock(&s->lock);
+        }
+
+        int err;
+        if (strcmp(path, "/stale") == 0) {
+            err = send_stale(fd);
+        } else if (strcmp(path, "/te-chunked") == 0) {
+            te = 1;
+            err = send_str(fd, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n"
+                               "Content-Length: 100\r\n\r\n5\r\nhello\r\n0\r\n\r\n");
+        } else if (strcmp(path, "/te-gzip") == 0) {
+            send_str(fd, "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\nContent-Length: 5\r\n"
+                         "\r\nhello world");
+            return;
+        } else {
+            err = send_str(fd, "HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nnot stale");
+        }
+        if (err < 0)
+            return;
+    }
+}
+
 static void server_start(void)
 {
     thread_server_start(&srv, 64, serve, &srv);
@@ -272,6 +354,48 @@ UT_TEST_T(all_good_exits_zero, 20)
     assert_int_equal(srv.requests, N);
 }
 
+/* A response that arrives unasked on a kept-alive connection (the server answered /stale twice)
+   is no answer to the next request: that request goes on a new connection and gets its own. */
+UT_TEST_T(stale_response_is_not_taken_for_the_next, 20)
+{
+    thread_server_start(&keep_srv, 16, serve_keep, &keep_srv);
+    char stale[64], next[64];
+    snprintf(stale, sizeof stale, "http://127.0.0.1:%d/stale", keep_srv.port);
+    snprintf(next, sizeof next, "http://127.0.0.1:%d/next", keep_srv.port);
+    struct run r;
+    run_fetch(&r, (const char *[]){ "--per-host", "1", stale, next, NULL }, NULL);
+    thread_server_stop(&keep_srv, 3);
+    assert_exit(&r, 0);
+    double t;
+    assert_string_equal(line_for(&r, stale, &t), "5 bytes");
+    assert_string_equal(line_for(&r, next, &t), "9 bytes");   /* not the 4 of "evil" */
+    assert_int_equal(keep_srv.requests, 2);
+    assert_int_equal(keep_srv.accepted, 2);
+}
+
+/* Transfer-Encoding with Content-Length (RFC 9112 6.1, 6.3): chunked wins, and the connection is
+   not used again; a coding that is not chunked makes the body run until the server closes,
+   whatever Content-Length says. */
+UT_TEST_T(transfer_encoding_overrides_content_length, 20)
+{
+    after_te = 0;
+    thread_server_start(&keep_srv, 16, serve_keep, &keep_srv);
+    char chunked[64], gzip[64], next[64];
+    snprintf(chunked, sizeof chunked, "http://127.0.0.1:%d/te-chunked", keep_srv.port);
+    snprintf(gzip, sizeof gzip, "http://127.0.0.1:%d/te-gzip", keep_srv.port);
+    snprintf(next, sizeof next, "http://127.0.0.1:%d/next", keep_srv.port);
+    struct run r;
+    run_fetch(&r, (const char *[]){ "--per-host", "1", chunked, next, gzip, NULL }, NULL);
+    thread_server_stop(&keep_srv, 3);
+    assert_exit(&r, 0);
+    double t;
+    assert_string_equal(line_for(&r, chunked, &t), "5 bytes");
+    assert_string_equal(line_for(&r, next, &t), "9 bytes");
+    assert_string_equal(line_for(&r, gzip, &t), "11 bytes");   /* until the close */
+    assert_int_equal(keep_srv.requests, 3);
+    assert_int_equal(after_te, 0);   /* the chunked one's connection was closed, not kept */
+}
+
 /* --help, no URL, bad options. */
 UT_TEST_T(usage_and_exit_codes, 20)
 {
@@ -303,6 +427,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(mixed_run_reports_every_url),
         cmocka_unit_test(all_good_exits_zero),
+        cmocka_unit_test(stale_response_is_not_taken_for_the_next),
+        cmocka_unit_test(transfer_encoding_overrides_content_length),
         cmocka_unit_test(usage_and_exit_codes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

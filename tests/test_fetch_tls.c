@@ -7,7 +7,8 @@
  *  - a server of the test's own, OpenSSL on blocking sockets in threads, for what s_server cannot
  *    be made to do: keep-alive with counted connections, closing kept-alive connections, and
  *    stopping in the middle of a TLS record, between records without close_notify, or never
- *    answering the handshake at all.
+ *    answering the handshake at all; a response sent twice, a TLS 1.2 renegotiation, a KeyUpdate
+ *    on an idle connection.
  * The certificate is made once per run by `openssl req` in a mkdtemp directory; without the
  * openssl command the whole program is skipped (exit 77), saying so.
  *
@@ -131,6 +132,9 @@ enum mode {
     MID_BODY,        /* the handshake, part of the body, then part of a record, close */
     CUT_LENGTH,      /* part of a Content-Length body, then close without close_notify */
     CUT_UNTIL_CLOSE, /* a body without length, then close without close_notify */
+    STALE,           /* KEEP_ALIVE, but the first request answered twice, in two records */
+    RENEGOTIATE,     /* KEEP_ALIVE over TLS 1.2, the first answer after a HelloRequest */
+    KEY_UPDATE,      /* KEEP_ALIVE, each answer followed by a KeyUpdate asking for the client's */
 };
 
 static struct {
@@ -138,6 +142,7 @@ static struct {
     int                  tls;
     enum mode            mode;
     SSL_CTX             *ctx;
+    int                  key_updates;   /* KeyUpdates received (ts.lock) */
 } srv;
 
 struct peer {
@@ -161,6 +166,11 @@ static int peer_write(struct peer *p, const void *buf, size_t len)
     return SSL_write(p->ssl, buf, (int)len) == (int)len ? 0 : -1;   /* blocking: all or error */
 }
 
+static int peer_str(struct peer *p, const char *s)
+{
+    return peer_write(p, s, strlen(s));
+}
+
 static int peer_put(void *p, const void *buf, size_t len)
 {
     return peer_write(p, buf, len);
@@ -178,6 +188,26 @@ static void send_partial_record(int fd, unsigned char type)
     unsigned char rec[5 + 100] = { type, 0x03, 0x03, 0x40, 0x00 };
     memset(rec + 5, 0xab, sizeof rec - 5);
     send(fd, rec, sizeof rec, MSG_NOSIGNAL);
+}
+
+/* TCP_CORK on or off: what is written while it is on goes out as one segment when it goes off,
+   and fetch receives it with one recv. */
+static void cork(int fd, int on)
+{
+    setsockopt(fd, IPPROTO_TCP, TCP_CORK, &on, sizeof on);
+}
+
+/* Counts the KeyUpdates that our server's connections receive. */
+static void on_message(int write_p, int version, int content_type, const void *buf, size_t len,
+                       SSL *ssl, void *arg)
+{
+    (void)version, (void)ssl, (void)arg;
+    if (write_p || content_type != SSL3_RT_HANDSHAKE || len == 0 ||
+        *(const unsigned char *)buf != SSL3_MT_KEY_UPDATE)
+        return;
+    pthread_mutex_lock(&srv.ts.lock);
+    srv.key_updates++;
+    pthread_mutex_unlock(&srv.ts.lock);
 }
 
 /* Reads the client's first TLS record (its ClientHello) raw, so that closing after it does not
@@ -240,13 +270,15 @@ static void serve(void *ctx, int fd, int index)
     if (srv.tls) {
         p.ssl = SSL_new(srv.ctx);
         SSL_set_fd(p.ssl, p.fd);
+        if (srv.mode == KEY_UPDATE)
+            SSL_set_msg_callback(p.ssl, on_message);
         if (SSL_accept(p.ssl) != 1)
             goto done;
     }
 
     char req[4096] = "";
     size_t len = 0;
-    for (;;) {
+    for (int nth = 0;; nth++) {   /* the nth request on the connection */
         /* one request head */
         char *end;
         while (!(end = strstr(req, "\r\n\r\n"))) {
@@ -267,10 +299,42 @@ static void serve(void *ctx, int fd, int index)
         len -= used;
 
         char head[128];
+        int first = p.index == 0 && nth == 0;
         switch (srv.mode) {
         case KEEP_ALIVE:
             if (answer(&p, path) < 0)
                 goto done;
+            continue;
+        case STALE:
+            if (!first) {
+                if (answer(&p, path) < 0)
+                    goto done;
+                continue;
+            }
+            /* A whole response, and in the next record, at once, one nobody asked for. */
+            cork(p.fd, 1);
+            if (peer_str(&p, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello") < 0 ||
+                peer_str(&p, "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nevil") < 0)
+                goto done;
+            cork(p.fd, 0);
+            continue;
+        case RENEGOTIATE:
+            /* The HelloRequest and the answer in one segment: fetch reads both at once. */
+            cork(p.fd, 1);
+            if (first && (SSL_renegotiate(p.ssl) != 1 || SSL_do_handshake(p.ssl) != 1))
+                goto done;
+            if (answer(&p, path) < 0)
+                goto done;
+            cork(p.fd, 0);
+            continue;
+        case KEY_UPDATE:
+            /* The answer and a KeyUpdate in one segment: the KeyUpdate is there, unread, when
+               the connection goes back to fetch's pool. */
+            cork(p.fd, 1);
+            if (answer(&p, path) < 0 || SSL_key_update(p.ssl, SSL_KEY_UPDATE_REQUESTED) != 1 ||
+                SSL_do_handshake(p.ssl) != 1)
+                goto done;
+            cork(p.fd, 0);
             continue;
         case CLOSE_EACH:
             answer(&p, path);
@@ -314,7 +378,10 @@ static void server_start(int tls, enum mode mode)
         assert_non_null(srv.ctx);
         assert_int_equal(SSL_CTX_use_certificate_chain_file(srv.ctx, cert_path), 1);
         assert_int_equal(SSL_CTX_use_PrivateKey_file(srv.ctx, key_path, SSL_FILETYPE_PEM), 1);
+        if (mode == RENEGOTIATE)   /* TLS 1.3 has no renegotiation */
+            assert_int_equal(SSL_CTX_set_max_proto_version(srv.ctx, TLS1_2_VERSION), 1);
     }
+    srv.key_updates = 0;
     thread_server_start(&srv.ts, 128, mode == SILENT ? NULL : serve, NULL);
 }
 
@@ -538,6 +605,56 @@ UT_TEST_T(closed_idle_connection_is_retried, 90)
     assert_true(srv.ts.accepted >= N);      /* and each on a connection of its own */
 }
 
+/* A response that arrives unasked on a kept-alive connection, in the record after the one that
+   ended the response before: the next URL goes on a new connection and gets its own answer. */
+UT_TEST_T(stale_response_is_not_taken_for_the_next, 60)
+{
+    server_start(1, STALE);
+    char *list[3];
+    server_urls(list, 2, 5, 5);   /* /5, /10 */
+    struct run r;
+    run_fetch(&r, (const char *[]){ "--per-host", "1", "--cacert", cert_path, NULL }, list);
+    server_stop();
+    assert_exit(&r, 0);
+    assert_whole_bodies(&r, list);   /* /10 is not the 4 bytes of "evil" */
+    assert_int_equal(srv.ts.requests, 2);
+    assert_int_equal(srv.ts.accepted, 2);
+}
+
+/* A TLS 1.2 server that asks to renegotiate: fetch refuses, and the connection, which the server
+   then ends, does not go back to the pool; the next URL goes on a new one. */
+UT_TEST_T(renegotiation_is_refused, 60)
+{
+    server_start(1, RENEGOTIATE);
+    char *list[3];
+    server_urls(list, 2, 6, 2);   /* /6, /8 */
+    struct run r;
+    run_fetch(&r, (const char *[]){ "--per-host", "1", "--cacert", cert_path, NULL }, list);
+    server_stop();
+    assert_exit(&r, 0);
+    assert_whole_bodies(&r, list);
+    assert_int_equal(srv.ts.requests, 2);
+    assert_int_equal(srv.ts.accepted, 2);
+}
+
+/* What comes while a connection is idle and is not a response - a TLS 1.3 KeyUpdate here,
+   session tickets too - is taken in by the check before reuse; the connection stays in use, and
+   the KeyUpdate the server asked for goes with the next request (RFC 8446 4.6.3). */
+UT_TEST_T(key_update_keeps_connection, 60)
+{
+    server_start(1, KEY_UPDATE);
+    char *list[4];
+    server_urls(list, 3, 10, 2);   /* /10, /12, /14 */
+    struct run r;
+    run_fetch(&r, (const char *[]){ "--per-host", "1", "--cacert", cert_path, NULL }, list);
+    server_stop();
+    assert_exit(&r, 0);
+    assert_whole_bodies(&r, list);
+    assert_int_equal(srv.ts.requests, 3);
+    assert_int_equal(srv.ts.accepted, 1);
+    assert_true(srv.key_updates >= 2);   /* with the 2nd and the 3rd request */
+}
+
 /* ---- setup ----------------------------------------------------------------------------------- */
 
 /* Removes what setup made (the tests' children have all ended). */
@@ -598,6 +715,9 @@ int main(void)
         cmocka_unit_test(closed_without_close_notify),
         cmocka_unit_test(keep_alive_bounds_connections),
         cmocka_unit_test(closed_idle_connection_is_retried),
+        cmocka_unit_test(stale_response_is_not_taken_for_the_next),
+        cmocka_unit_test(renegotiation_is_refused),
+        cmocka_unit_test(key_update_keeps_connection),
     };
     int failed = cmocka_run_group_tests(tests, NULL, NULL);
     cleanup();
