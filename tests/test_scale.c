@@ -165,27 +165,10 @@ UT_TEST_T(million_spawn_join_cycles_reuse_stacks, 90)
 
 /* ---- overflows are caught and named; staying within the stack is never reported ---- */
 
-static volatile int keep_recursing = 1;
-
-static int recurse(int depth)
-{
-    volatile char pad[256];
-    memset((char *)pad, depth, sizeof pad);
-    if (!keep_recursing)
-        return pad[1];
-    return recurse(depth + 1) + pad[7];
-}
-
-static int recurse_task(void *arg)
-{
-    (void)arg;
-    return recurse(0);
-}
-
 static int overflow_main(void *arg)
 {
     struct urt_spawn_opts o = { .name = "runaway", .stack_size = (size_t)(uintptr_t)arg };
-    urt_task *t = urt_spawn_ex(recurse_task, NULL, &o);
+    urt_task *t = urt_spawn_ex(ut_runaway_task, NULL, &o);
     urt_join(t);
     return 0;
 }

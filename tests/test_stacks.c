@@ -117,23 +117,6 @@ static void live_in(const char *mode)
     }
 }
 
-static volatile int keep_recursing = 1;
-
-static int recurse(int depth)
-{
-    volatile char pad[256];
-    memset((char *)pad, depth, sizeof pad);
-    if (!keep_recursing)
-        return pad[1];
-    return recurse(depth + 1) + pad[7];
-}
-
-static int recurse_task(void *arg)
-{
-    (void)arg;
-    return recurse(0);
-}
-
 static int nothing(void *arg)
 {
     (void)arg;
@@ -150,7 +133,7 @@ static int overflow_main(void *arg)
     for (int i = 0; i < 40; i++)
         urt_join(t40[i]);
     struct urt_spawn_opts o = { .name = "runaway" };
-    urt_task *t = urt_spawn_ex(recurse_task, NULL, &o);
+    urt_task *t = urt_spawn_ex(ut_runaway_task, NULL, &o);
     urt_join(t);
     return 0;
 }

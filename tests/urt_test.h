@@ -145,6 +145,27 @@ static int ut_under_valgrind(void)
         }                                                                            \
     } while (0)
 
+/* A task that recurses without end, 256 bytes a frame, until its stack's guard stops it: the
+   overflow tests' runaway. */
+static volatile int ut_keep_recursing __attribute__((unused)) = 1;   /* (no compiler can
+                                                                        call it endless) */
+static int ut_recurse(int depth) __attribute__((unused));
+static int ut_recurse(int depth)
+{
+    volatile char pad[256];
+    memset((char *)pad, depth, sizeof pad);
+    if (!ut_keep_recursing)
+        return pad[1];
+    return ut_recurse(depth + 1) + pad[7];
+}
+
+static int ut_runaway_task(void *arg) __attribute__((unused));
+static int ut_runaway_task(void *arg)
+{
+    (void)arg;
+    return ut_recurse(0);
+}
+
 /* The calling process's memory mappings (lines of /proc/self/maps), or -1. */
 static long ut_count_maps(void) __attribute__((unused));
 static long ut_count_maps(void)
