@@ -498,8 +498,8 @@ ssize_t urt_splice(int fd_in, int64_t *off_in, int fd_out, int64_t *off_out, siz
 /*
  * (T) Sends count bytes of the file in_fd, from *offset on, to out_fd (a socket, or a pipe), the
  * way sendfile(2) does: the pages go from the page cache to the socket inside the kernel, through
- * a pipe the runtime lends (io_uring splices; a few pipes are kept per runtime and closed by its
- * end). Returns count, fewer bytes only when the file ends first, or a negative errno: -EPIPE or
+ * a pipe the runtime lends (io_uring splices; up to 256 pipes are kept per runtime, closed by
+ * its end). Returns count, fewer bytes only when the file ends first, or a negative errno: -EPIPE or
  * -ECONNRESET (the peer went; no SIGPIPE), -EINVAL (offset NULL or negative, in_fd cannot be
  * spliced from), -EBADF, -EMFILE/-ENFILE (no pipe could be made), -ECANCELED, -ETIMEDOUT. In every
  * case *offset is advanced by the bytes out_fd took and no more: after an error, the bytes from
